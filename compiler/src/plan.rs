@@ -1,0 +1,189 @@
+//! The frozen routing plan: everything the data plane needs, pre-computed.
+//!
+//! A [`Plan`] is immutable once built. The runtime stores it whole in an `ArcSwap` and every request
+//! reads exactly one plan. Globals are already folded into each [`Route`].
+
+use std::collections::HashMap;
+
+use http::{HeaderName, HeaderValue};
+use serde::Serialize;
+
+/// Index of a route in [`Plan::routes`].
+pub type RouteIdx = usize;
+
+/// The compiled routing plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Hex SHA-256 of the canonical JSON of everything below (the plan without this field).
+    pub hash: String,
+    /// Which provider feeds this plan.
+    pub provider: Provider,
+    /// Virtual hosts by name; lookup through [`Plan::route`].
+    pub hosts: HostTable,
+    /// All routes; [`RouteIdx`] indexes this.
+    pub routes: Vec<Route>,
+}
+
+/// The source of upstream sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Upstreams come from the YAML file (and the push API).
+    File,
+    /// Upstreams come from Consul.
+    Consul,
+    /// Upstreams come from Kubernetes EndpointSlices.
+    Kubernetes,
+}
+
+/// Host name to virtual host: exact names, single-label wildcards, then `DEFAULT`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostTable {
+    /// Lower-case exact names, without trailing dot.
+    pub exact: std::collections::BTreeMap<String, PathTable>,
+    /// `*.example.com` stored under `example.com`: matches exactly one more label.
+    pub wildcard: std::collections::BTreeMap<String, PathTable>,
+    /// The `DEFAULT` catch-all host.
+    pub default: Option<PathTable>,
+}
+
+/// Segment-prefix path matcher of one virtual host: longest match wins.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PathTable {
+    /// Prefix (starts with `/`, no trailing `/` except the root itself) to route index.
+    pub prefixes: std::collections::BTreeMap<String, RouteIdx>,
+    #[serde(skip)]
+    lookup: HashMap<String, RouteIdx>,
+}
+
+impl PathTable {
+    /// Builds the matcher from `(prefix, route)` pairs; prefixes are normalised with
+    /// [`crate::matcher::normalize_prefix`].
+    pub fn new(entries: impl IntoIterator<Item = (String, RouteIdx)>) -> Self {
+        let prefixes: std::collections::BTreeMap<String, RouteIdx> = entries
+            .into_iter()
+            .map(|(p, r)| (crate::matcher::normalize_prefix(&p), r))
+            .collect();
+        let lookup = prefixes.iter().map(|(p, r)| (p.clone(), *r)).collect();
+        Self { prefixes, lookup }
+    }
+
+    /// Longest segment-prefix match of an already normalised path (see [`crate::matcher`]).
+    pub fn longest_match(&self, path: &str) -> Option<RouteIdx> {
+        let mut candidate = path;
+        loop {
+            if let Some(idx) = self.lookup.get(candidate) {
+                return Some(*idx);
+            }
+            if candidate == "/" || candidate.is_empty() {
+                return None;
+            }
+            candidate = match candidate.rfind('/') {
+                Some(0) | None => "/",
+                Some(cut) => &candidate[..cut],
+            };
+        }
+    }
+}
+
+impl Plan {
+    /// Routes a request: `host` is the raw `Host`/`:authority` value, `path` the raw request path
+    /// (query already removed). No allocation unless the path needs normalising.
+    pub fn route(&self, host: &str, path: &str) -> Result<RouteIdx, crate::matcher::RouteMiss> {
+        let table = crate::matcher::find_host(&self.hosts, host)?;
+        let path = crate::matcher::normalize_path(path)?;
+        table
+            .longest_match(&path)
+            .ok_or(crate::matcher::RouteMiss::NoRoute)
+    }
+}
+
+/// A route: one `host` + `path` with its resolved policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    /// Stable identifier used in metrics and logs: `host` + `path` as written (`DEFAULT/` for the catch-all).
+    pub id: String,
+    /// Virtual host as written (lower-cased).
+    pub host: String,
+    /// Path prefix as written.
+    pub path: String,
+    /// Upstream servers, in config order.
+    pub backends: Vec<Backend>,
+    /// HTTP -> HTTPS 301 on plain connections.
+    pub to_https: bool,
+    /// 301 to this URL + the request path.
+    pub redirect_to: Option<String>,
+    /// Headers added to the request towards the upstream.
+    #[serde(serialize_with = "ser_headers")]
+    pub request_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers added to the response towards the client (globals folded in).
+    #[serde(serialize_with = "ser_headers")]
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Authentication required on this route (per path, else global).
+    pub auth: Option<Auth>,
+    /// Forward the credentials used for auth to the upstream.
+    pub forward_auth_header: bool,
+    /// Requests per second per client IP and virtual host.
+    pub rate_limit: Option<u32>,
+    /// 4xx responses per second per client before 429.
+    pub x4xx_limit: Option<u32>,
+    /// Sticky sessions.
+    pub sticky: Option<Sticky>,
+    /// Whether the backends of this route are health checked.
+    pub healthcheck: bool,
+    /// Require a valid certificate chain and name from TLS upstreams.
+    pub verify_upstream_tls: bool,
+}
+
+/// An upstream server as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Backend {
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (never 0).
+    pub port: u16,
+}
+
+/// Authentication policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Auth {
+    /// `Authorization: Basic` with these credentials.
+    Basic {
+        /// `user:pass`.
+        #[serde(skip)]
+        creds: String,
+    },
+    /// `x-api-key` header equal to this key.
+    Apikey {
+        /// The key.
+        #[serde(skip)]
+        key: String,
+    },
+    /// HS256 JWT; `None` means the master key is the secret.
+    Jwt {
+        /// The HMAC secret.
+        #[serde(skip)]
+        secret: Option<String>,
+    },
+}
+
+/// Sticky-session settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sticky {
+    /// Cookie `Max-Age` in seconds; `None` for a session cookie.
+    pub max_age: Option<u64>,
+}
+
+fn ser_headers<S: serde::Serializer>(
+    headers: &[(HeaderName, HeaderValue)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(headers.len()))?;
+    for (name, value) in headers {
+        let text = format!("{}:{}", name.as_str(), String::from_utf8_lossy(value.as_bytes()));
+        seq.serialize_element(&text)?;
+    }
+    seq.end()
+}
