@@ -1,1 +1,44 @@
-//! Aralez
+//! Aralez: a hardened reverse proxy on pingora whose configuration is compiled before it serves.
+//!
+//! The runtime: command line, pingora services, the plan store and its reload pipeline, the admin
+//! API and the static file server. The config language lives in the `aralez-compiler` crate.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod files;
+pub mod log;
+pub mod net;
+pub mod plan_store;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod sources;
+
+/// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
+/// them (E0900) instead of silently ignoring them.
+pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &[
+    "authorization",
+    "rate_limit",
+    "x4xx_limit",
+    "sticky_sessions",
+    "forward_auth_header",
+    "verify_upstream_tls",
+    "provider:consul",
+    "provider:kubernetes",
+];
+
+/// main.yaml keys this build parses but does not enforce yet (refused with E0900).
+pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[
+    "user",
+    "group",
+    "proxy_address_tls",
+    "proxy_certificates",
+    "proxy_tls_grade",
+    "config_tls_address",
+    "config_tls_certificate",
+    "config_tls_key_file",
+    "hc_method",
+    "hc_interval",
+];

@@ -1,0 +1,296 @@
+//! The running plan: one `ArcSwap` store per change, and the reload pipeline in front of it.
+//!
+//! Every source of change (file watch, SIGHUP, later the push API and providers) calls
+//! [`PlanStore::apply`]. Applies are single-flight; unchanged input is skipped; a config that does
+//! not compile leaves the previous plan serving and is recorded in [`ReloadStatus`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aralez_compiler::{Backend, Diagnostic, Plan};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::config::UpstreamSources;
+
+/// A plan plus the runtime view of its backends (addresses resolved off the request path).
+#[derive(Debug)]
+pub struct Active {
+    /// The compiled plan.
+    pub plan: Plan,
+    /// Per route (same index as `plan.routes`), its usable peers.
+    pub routes: Vec<RoutePeers>,
+    /// Unix time (seconds) when this plan became active.
+    pub since: u64,
+}
+
+/// The resolved backends of one route and its round-robin cursor.
+#[derive(Debug, Default)]
+pub struct RoutePeers {
+    /// Backends that resolved to an address, in config order.
+    pub peers: Vec<Peer>,
+    cursor: AtomicUsize,
+}
+
+impl RoutePeers {
+    /// Next index in round-robin order (`None` when the route has no peer).
+    pub fn next_index(&self) -> Option<usize> {
+        if self.peers.is_empty() {
+            return None;
+        }
+        Some(self.cursor.fetch_add(1, Ordering::Relaxed) % self.peers.len())
+    }
+}
+
+/// One upstream server, ready to connect to.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// `host:port` as written in the config; the stable backend id.
+    pub id: String,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Host name to send as SNI (empty for IP literals).
+    pub sni: String,
+}
+
+impl Active {
+    /// Resolves every backend of `plan` (blocking DNS for names; literals are parsed). Backends that
+    /// do not resolve are left out and reported in the returned warnings.
+    pub fn build(plan: Plan) -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut cache: std::collections::HashMap<(String, u16), Option<SocketAddr>> =
+            std::collections::HashMap::new();
+        let routes = plan
+            .routes
+            .iter()
+            .map(|route| {
+                let peers = route
+                    .backends
+                    .iter()
+                    .filter_map(|b| {
+                        let addr = *cache
+                            .entry((b.host.clone(), b.port))
+                            .or_insert_with(|| resolve(b));
+                        match addr {
+                            Some(addr) => Some(peer(b, addr)),
+                            None => {
+                                warnings.push(format!(
+                                    "route {}: backend {}:{} does not resolve; left out",
+                                    route.id, b.host, b.port
+                                ));
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                RoutePeers {
+                    peers,
+                    cursor: AtomicUsize::new(0),
+                }
+            })
+            .collect();
+        let active = Active {
+            plan,
+            routes,
+            since: unix_now(),
+        };
+        (active, warnings)
+    }
+}
+
+fn peer(b: &Backend, addr: SocketAddr) -> Peer {
+    let is_ip = b.host.parse::<std::net::IpAddr>().is_ok();
+    Peer {
+        id: backend_id(b),
+        addr,
+        sni: if is_ip { String::new() } else { b.host.clone() },
+    }
+}
+
+/// The stable id of a backend: `host:port`, with brackets for IPv6 literals.
+pub fn backend_id(b: &Backend) -> String {
+    if b.host.contains(':') {
+        format!("[{}]:{}", b.host, b.port)
+    } else {
+        format!("{}:{}", b.host, b.port)
+    }
+}
+
+fn resolve(b: &Backend) -> Option<SocketAddr> {
+    if let Ok(ip) = b.host.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, b.port));
+    }
+    (b.host.as_str(), b.port).to_socket_addrs().ok()?.next()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What happened to one reload attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// What triggered it (`start`, `file`, `sighup`, `api`).
+    pub trigger: String,
+    /// Unix time of the attempt.
+    pub at: u64,
+    /// `applied`, `unchanged` or `rejected`.
+    pub result: &'static str,
+    /// Hash of the plan the input compiled to (when it compiled).
+    pub hash: Option<String>,
+    /// Errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Runtime warnings (e.g. backends that do not resolve).
+    pub warnings: Vec<String>,
+}
+
+/// The outcome of [`PlanStore::apply`].
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A new plan is serving.
+    Applied {
+        /// Its hash.
+        hash: String,
+    },
+    /// The input was byte-for-byte what is already serving.
+    Unchanged,
+    /// The input did not compile; the old plan keeps serving.
+    Rejected(Vec<Diagnostic>),
+}
+
+#[derive(Default)]
+struct Pipeline {
+    last_input: Option<UpstreamSources>,
+    last_attempt: Option<Attempt>,
+}
+
+/// The atomic home of the running plan.
+pub struct PlanStore {
+    current: ArcSwap<Active>,
+    pipeline: Mutex<Pipeline>,
+    compile_ctx: CompileSettings,
+}
+
+/// Settings from main.yaml that the upstreams compiler needs on every reload.
+#[derive(Debug, Clone, Default)]
+pub struct CompileSettings {
+    /// A TLS listener is configured.
+    pub tls_listener: bool,
+}
+
+impl PlanStore {
+    /// Compiles the first plan; on failure returns the diagnostics and nothing starts.
+    pub fn start(sources: &UpstreamSources, settings: CompileSettings) -> Result<Self, Vec<Diagnostic>> {
+        let compiled = compile(sources, &settings)?;
+        let (active, warnings) = Active::build(compiled.value);
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+        let attempt = Attempt {
+            trigger: "start".into(),
+            at: unix_now(),
+            result: "applied",
+            hash: Some(active.plan.hash.clone()),
+            diagnostics: compiled.warnings,
+            warnings,
+        };
+        Ok(Self {
+            current: ArcSwap::from_pointee(active),
+            pipeline: Mutex::new(Pipeline {
+                last_input: Some(sources.clone()),
+                last_attempt: Some(attempt),
+            }),
+            compile_ctx: settings,
+        })
+    }
+
+    /// The plan serving right now (one atomic load).
+    pub fn load(&self) -> Arc<Active> {
+        self.current.load_full()
+    }
+
+    /// Compiles `sources` and, when it compiles, swaps it in whole. Single-flight: concurrent
+    /// callers wait for each other. Blocking (may resolve DNS): call from a thread, not a reactor.
+    pub fn apply(&self, sources: &UpstreamSources, trigger: &str) -> Outcome {
+        let mut pipeline = self.lock();
+        if pipeline.last_input.as_ref() == Some(sources) {
+            return Outcome::Unchanged;
+        }
+        let (outcome, attempt) = match compile(sources, &self.compile_ctx) {
+            Ok(compiled) => {
+                let (active, warnings) = Active::build(compiled.value);
+                let hash = active.plan.hash.clone();
+                for w in &warnings {
+                    log::warn!("{w}");
+                }
+                self.current.store(Arc::new(active));
+                pipeline.last_input = Some(sources.clone());
+                log::info!("config applied ({trigger}): plan {hash}");
+                let attempt = Attempt {
+                    trigger: trigger.into(),
+                    at: unix_now(),
+                    result: "applied",
+                    hash: Some(hash.clone()),
+                    diagnostics: compiled.warnings,
+                    warnings,
+                };
+                (Outcome::Applied { hash }, attempt)
+            }
+            Err(diags) => {
+                log::error!(
+                    "config rejected ({trigger}), previous plan keeps serving:\n{}",
+                    aralez_compiler::render::render(
+                        &diags,
+                        aralez_compiler::render::Format::Short,
+                        &sources.as_sources()
+                    )
+                );
+                let attempt = Attempt {
+                    trigger: trigger.into(),
+                    at: unix_now(),
+                    result: "rejected",
+                    hash: None,
+                    diagnostics: diags.clone(),
+                    warnings: Vec::new(),
+                };
+                (Outcome::Rejected(diags), attempt)
+            }
+        };
+        pipeline.last_attempt = Some(attempt);
+        outcome
+    }
+
+    /// `/config/status` as JSON.
+    pub fn status_json(&self) -> String {
+        let active = self.load();
+        let pipeline = self.lock();
+        serde_json::json!({
+            "active": { "hash": active.plan.hash, "since": active.since },
+            "last_attempt": pipeline.last_attempt,
+        })
+        .to_string()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pipeline> {
+        // A poisoned lock only means a panic elsewhere mid-apply; the data is still consistent
+        // because the swap is the last step.
+        self.pipeline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn compile(
+    sources: &UpstreamSources,
+    settings: &CompileSettings,
+) -> Result<aralez_compiler::Compiled<Plan>, Vec<Diagnostic>> {
+    let ctx = aralez_compiler::Context {
+        tls_listener: settings.tls_listener,
+        unsupported: crate::UNSUPPORTED_UPSTREAM_KEYS,
+    };
+    aralez_compiler::compile_upstreams(&sources.as_sources(), &ctx)
+}

@@ -1,0 +1,222 @@
+//! `aralez run`: wires the plan store, the pingora services, hot reload and process basics.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use aralez_compiler::render::{render, Format};
+use aralez_compiler::Source;
+
+use crate::admin::Admin;
+use crate::config::{LoadedMain, MainError, UpstreamSources};
+use crate::net::Cidr;
+use crate::plan_store::{CompileSettings, PlanStore};
+use crate::proxy::{AccessLog, Proxy, ProxySettings};
+
+/// Options of `aralez run` from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Fork to the background.
+    pub daemon: bool,
+    /// Take the listeners over from a running instance (`upgrade_sock`).
+    pub upgrade: bool,
+}
+
+/// Runs the proxy until SIGTERM/SIGINT; returns the process exit code.
+pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
+    let main = match LoadedMain::read(main_path) {
+        Ok(m) => m,
+        Err(MainError::Io(p, e)) => {
+            eprintln!("aralez: cannot read {}: {e}", p.display());
+            return 2;
+        }
+        Err(MainError::Invalid { name, text, diagnostics }) => {
+            eprint!("{}", render(&diagnostics, Format::Human, &[Source { name: &name, text: &text }]));
+            return 1;
+        }
+    };
+    let cfg = &main.config;
+    let error_log = cfg.error_log.as_ref().map(|p| main.resolve(&p.value));
+    if let Err(e) = crate::log::init(level_filter(cfg), error_log.as_deref()) {
+        eprintln!("aralez: cannot open error_log: {e}");
+        return 2;
+    }
+    if !main.warnings.is_empty() {
+        log::warn!(
+            "main.yaml:\n{}",
+            render(&main.warnings, Format::Short, &[Source { name: &main.path.display().to_string(), text: &main.text }])
+        );
+    }
+    let upstreams = main.upstreams_path();
+    let sources = match UpstreamSources::read(&upstreams) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot read {}: {e}", upstreams.display());
+            return 2;
+        }
+    };
+    let settings = CompileSettings {
+        tls_listener: cfg.proxy_address_tls.is_some(),
+    };
+    let store = match PlanStore::start(&sources, settings) {
+        Ok(s) => Arc::new(s),
+        Err(diags) => {
+            eprint!("{}", render(&diags, Format::Human, &sources.as_sources()));
+            return 1;
+        }
+    };
+    log::info!("plan {} active", store.load().plan.hash);
+
+    let master_key = match master_key(&main) {
+        Ok(k) => k,
+        Err(e) => {
+            log::error!("{e}");
+            return 2;
+        }
+    };
+    if let Some(pid_file) = &cfg.pid_file {
+        if let Err(e) = write_pid_file(&main.resolve(&pid_file.value)) {
+            log::error!("pid_file: {e}");
+            return 2;
+        }
+    }
+
+    let conf = ServerConf {
+        threads: cfg.threads,
+        daemon: opts.daemon || cfg.daemon,
+        upgrade_sock: main.resolve(&cfg.upgrade_sock.value).display().to_string(),
+        upstream_keepalive_pool_size: cfg.upstream_keepalive_pool_size,
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(10),
+        work_stealing: false,
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon || cfg.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    let proxy_settings = ProxySettings {
+        connect_timeout: Duration::from_secs(cfg.upstream_connect_timeout),
+        read_timeout: Duration::from_secs(cfg.upstream_read_timeout),
+        trusted_proxies: cfg.trusted_proxies.iter().filter_map(|c| Cidr::parse(c)).collect(),
+        access_log: match cfg.access_log {
+            aralez_compiler::AccessLogMode::Off => AccessLog::Off,
+            aralez_compiler::AccessLogMode::All => AccessLog::All,
+            aralez_compiler::AccessLogMode::Errors => AccessLog::Errors,
+        },
+        max_request_header_bytes: cfg.max_request_header_bytes,
+        https_port: cfg.proxy_address_tls.map(|a| a.port()),
+        via_token: via_token(),
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &conf,
+        Proxy::new(store.clone(), proxy_settings),
+        "proxy",
+    );
+    proxy.add_tcp(&cfg.proxy_address_http.to_string());
+    server.add_service(proxy);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut admin = Service::new(
+        "admin".to_string(),
+        Admin::new(store.clone(), master_key, cfg.admin_public_readonly, ready.clone()),
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&cfg.config_address.to_string());
+    server.add_service(admin);
+
+    if let (Some(folder), Some(addr)) = (&cfg.file_server_folder, cfg.file_server_address) {
+        match crate::files::file_service(&main.resolve(&folder.value), addr) {
+            Ok(mut files) => {
+                files.threads = Some(1);
+                server.add_service(files);
+            }
+            Err(e) => {
+                log::error!("file_server_folder {}: {e}", folder.value);
+                return 2;
+            }
+        }
+    }
+    server.add_service(background_service("readiness", Readiness(ready)));
+
+    if let Err(e) = crate::sources::file_watch::spawn(store, upstreams) {
+        log::error!("cannot watch the upstreams file: {e}");
+        return 2;
+    }
+    server.run(RunArgs::default());
+    if let Some(pid_file) = &cfg.pid_file {
+        let _ = std::fs::remove_file(main.resolve(&pid_file.value));
+    }
+    0
+}
+
+struct Readiness(Arc<AtomicBool>);
+
+#[async_trait]
+impl BackgroundService for Readiness {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+fn level_filter(cfg: &aralez_compiler::MainConfig) -> log::LevelFilter {
+    use aralez_compiler::LogLevel;
+    match cfg.log_level {
+        LogLevel::Off => log::LevelFilter::Off,
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
+    }
+}
+
+/// The master key: `master_key`, else `master_key_file`, else env `ARALEZ_MASTER_KEY`.
+fn master_key(main: &LoadedMain) -> Result<Option<String>, String> {
+    if let Some(k) = &main.config.master_key {
+        return Ok(Some(k.clone()));
+    }
+    if let Some(f) = &main.config.master_key_file {
+        let path = main.resolve(&f.value);
+        return std::fs::read_to_string(&path)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| format!("master_key_file {}: {e}", path.display()));
+    }
+    Ok(std::env::var("ARALEZ_MASTER_KEY").ok().filter(|k| !k.is_empty()))
+}
+
+/// Writes the PID; refuses to follow a symlink at that path.
+fn write_pid_file(path: &Path) -> std::io::Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            return Err(std::io::Error::other(format!("{} is a symlink; refusing to write", path.display())));
+        }
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+}
+
+/// A token that identifies this process in `Via` headers (hop guard).
+fn via_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("1.1 aralez-{:016x}", h.finish())
+}

@@ -1,0 +1,453 @@
+//! Test harness: real `aralez` processes, real HTTP backends and a raw HTTP/1.1 client, all on
+//! 127.0.0.1 with ephemeral ports.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The binary under test (built by cargo for integration tests).
+pub fn aralez_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_aralez"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A fresh temporary folder, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "aralez-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    /// Writes through a temp file + rename, as editors and config management do.
+    pub fn write_atomic(&self, name: &str, text: &str) {
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.0.join(name)).unwrap();
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The backend's echo (see [`Backend`]): JSON object.
+    pub fn echo(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Sends raw bytes and reads one response (connection closed after).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(request)?;
+    read_response(&mut BufReader::new(s), false)
+}
+
+/// GET with a Host header and extra headers.
+pub fn get(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+    request(addr, "GET", host, path, headers, b"")
+}
+
+/// Any method, `Connection: close`.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(&bytes)?;
+    read_response(&mut BufReader::new(s), method == "HEAD")
+}
+
+/// Reads one HTTP/1.1 response (Content-Length, chunked, or until close).
+pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<Resp> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let resp = Resp { status, headers, body: Vec::new() };
+    if head_only || status == 304 || status == 204 {
+        return Ok(resp);
+    }
+    let mut body = Vec::new();
+    if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        r.read_exact(&mut body)?;
+    } else if resp.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(std::io::Error::other)?;
+            if n == 0 {
+                let mut end = String::new();
+                r.read_line(&mut end)?;
+                break;
+            }
+            let mut chunk = vec![0; n];
+            r.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+        }
+    } else {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(Resp { body, ..resp })
+}
+
+/// A real HTTP/1.1 backend that answers every request with a JSON echo:
+/// `{"backend": name, "method", "path", "headers": {lower-case name: value}}`, keep-alive aware.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Extra response headers a backend adds.
+pub type ExtraHeaders = Vec<(String, String)>;
+
+impl Backend {
+    pub fn start(name: &str) -> Self {
+        Self::start_with(name, Vec::new(), 200)
+    }
+
+    pub fn start_with(name: &str, extra: ExtraHeaders, status: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (stop2, hits2, name2) = (stop.clone(), hits.clone(), name.to_string());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let (hits3, name3, extra3, stop3) =
+                            (hits2.clone(), name2.clone(), extra.clone(), stop2.clone());
+                        std::thread::spawn(move || serve_conn(s, &name3, &extra3, status, &hits3, &stop3));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self { addr, name: name.to_string(), hits, stop }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve_conn(s: TcpStream, name: &str, extra: &ExtraHeaders, status: u16, hits: &AtomicUsize, stop: &AtomicBool) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut w = match s.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut r = BufReader::new(s);
+    let mut idle = Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) || idle.elapsed() > Duration::from_secs(30) {
+            return;
+        }
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => return,
+        }
+        let _ = r.get_ref().set_read_timeout(Some(Duration::from_secs(5)));
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                let k = k.trim().to_ascii_lowercase();
+                let v = v.trim().to_string();
+                headers
+                    .entry(k)
+                    .and_modify(|e: &mut String| {
+                        e.push_str(", ");
+                        e.push_str(&v)
+                    })
+                    .or_insert(v);
+            }
+        }
+        let len = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+        let echo = serde_json::json!({
+            "backend": name, "method": method, "path": path, "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        })
+        .to_string();
+        let mut resp = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            echo.len()
+        );
+        for (k, v) in extra {
+            resp.push_str(&format!("{k}: {v}\r\n"));
+        }
+        resp.push_str("\r\n");
+        if w.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+        if method != "HEAD" && w.write_all(echo.as_bytes()).is_err() {
+            return;
+        }
+        let _ = r.get_ref().set_read_timeout(Some(Duration::from_millis(200)));
+        idle = Instant::now();
+        if headers.get("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+            return;
+        }
+    }
+}
+
+/// A running `aralez` process on a temp config; killed (SIGTERM, then SIGKILL) on drop.
+pub struct Proxy {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub files: Option<SocketAddr>,
+    pub dir: TempDir,
+    pub log: PathBuf,
+}
+
+/// Options for [`Proxy::start`].
+#[derive(Default)]
+pub struct ProxyOpts<'a> {
+    /// Extra main.yaml lines.
+    pub main_extra: &'a str,
+    /// Serve this folder with the built-in file server.
+    pub file_server: Option<&'a Path>,
+}
+
+impl Proxy {
+    pub fn start(upstreams: &str) -> Self {
+        Self::start_opts(upstreams, ProxyOpts::default())
+    }
+
+    pub fn start_opts(upstreams: &str, opts: ProxyOpts<'_>) -> Self {
+        let dir = TempDir::new("proxy");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let files = opts
+            .file_server
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse::<SocketAddr>().unwrap());
+        dir.write("upstreams.yaml", upstreams);
+        let mut main = format!(
+            "proxy_address_http: \"{http}\"\nconfig_address: \"{admin}\"\nupstreams_conf: upstreams.yaml\nupgrade_sock: \"{}\"\naccess_log: all\n",
+            dir.path().join("upgrade.sock").display()
+        );
+        if let (Some(folder), Some(addr)) = (opts.file_server, files) {
+            main.push_str(&format!(
+                "file_server_folder: \"{}\"\nfile_server_address: \"{addr}\"\n",
+                folder.display()
+            ));
+        }
+        main.push_str(opts.main_extra);
+        let main_path = dir.write("main.yaml", &main);
+        let log = dir.path().join("aralez.log");
+        let child = Command::new(aralez_bin())
+            .arg("-c")
+            .arg(&main_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut p = Self { child, http, admin, files, dir, log };
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("aralez exited early ({status}):\n{}", self.log_text());
+            }
+            let ready = get(self.admin, "admin", "/readyz", &[]).is_ok_and(|r| r.status == 200);
+            let serving = TcpStream::connect(self.http).is_ok();
+            if ready && serving {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("aralez did not become ready:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Replaces upstreams.yaml (atomic rename).
+    pub fn write_upstreams(&self, text: &str) {
+        self.dir.write_atomic("upstreams.yaml", text);
+    }
+
+    /// The plan hash the proxy reports on /config/status.
+    pub fn active_hash(&self) -> String {
+        let r = get(self.admin, "admin", "/config/status", &[]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["active"]["hash"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Polls until `f` holds or `limit` passes; returns how long it took.
+    pub fn wait_for(&self, limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if f() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends SIGTERM and waits for the exit (bounded).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the binary with arguments; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(aralez_bin()).args(args).current_dir(cwd).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,128 @@
+//! End to end: hot reload of upstreams.yaml while serving.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{get, Backend, Proxy};
+
+fn one_route(host: &str, backend: &Backend) -> String {
+    format!("provider: file\n{host}:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n", backend.addr)
+}
+
+#[test]
+fn a_valid_edit_applies_within_two_seconds() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let proxy = Proxy::start(&one_route("svc.example.com", &a));
+    assert_eq!(get(proxy.http, "svc.example.com", "/", &[]).unwrap().echo()["backend"], "a");
+    let before = proxy.active_hash();
+
+    proxy.write_upstreams(&one_route("svc.example.com", &b));
+    let took = proxy.wait_for(Duration::from_secs(2), || {
+        get(proxy.http, "svc.example.com", "/", &[]).is_ok_and(|r| r.echo()["backend"] == "b")
+    });
+    assert!(took.is_some(), "edit not applied within 2 s:\n{}", proxy.log_text());
+    assert_ne!(proxy.active_hash(), before);
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_old_plan_serving() {
+    let a = Backend::start("a");
+    let proxy = Proxy::start(&one_route("svc.example.com", &a));
+    let hash = proxy.active_hash();
+    proxy.write_upstreams("provider: file\nsvc.example.com:\n  pathz:\n    \"/\":\n      servers: [\"nope\"]\n");
+    let rejected = proxy.wait_for(Duration::from_secs(3), || {
+        let r = get(proxy.admin, "admin", "/config/status", &[]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["last_attempt"]["result"] == "rejected"
+    });
+    assert!(rejected.is_some(), "{}", proxy.log_text());
+    // still serving the old plan
+    assert_eq!(proxy.active_hash(), hash);
+    assert_eq!(get(proxy.http, "svc.example.com", "/", &[]).unwrap().echo()["backend"], "a");
+    // the diagnostics are exposed with their location
+    let status: serde_json::Value =
+        serde_json::from_slice(&get(proxy.admin, "admin", "/config/status", &[]).unwrap().body).unwrap();
+    let diags = status["last_attempt"]["diagnostics"].as_array().unwrap();
+    assert!(diags.iter().any(|d| d["line"] == 3), "{status}");
+    assert!(proxy.log_text().contains("rejected"));
+}
+
+#[test]
+fn sighup_reloads() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let proxy = Proxy::start(&one_route("svc.example.com", &a));
+    // write in place without an inotify-visible rename is still seen by the watcher; SIGHUP forces it
+    std::fs::write(proxy.dir.path().join("upstreams.yaml"), one_route("svc.example.com", &b)).unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &proxy.child.id().to_string()])
+        .status()
+        .unwrap();
+    let ok = proxy.wait_for(Duration::from_secs(2), || {
+        get(proxy.http, "svc.example.com", "/", &[]).is_ok_and(|r| r.echo()["backend"] == "b")
+    });
+    assert!(ok.is_some(), "{}", proxy.log_text());
+}
+
+#[test]
+fn conf_d_host_replaces_the_whole_host() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let proxy = Proxy::start(&one_route("svc.example.com", &a));
+    proxy.dir.write(
+        "conf.d/10-svc.yaml",
+        &format!("svc.example.com:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n", b.addr),
+    );
+    let ok = proxy.wait_for(Duration::from_secs(3), || {
+        get(proxy.http, "svc.example.com", "/", &[]).is_ok_and(|r| r.echo()["backend"] == "b")
+    });
+    assert!(ok.is_some(), "{}", proxy.log_text());
+}
+
+#[test]
+fn no_request_fails_while_the_file_flips_twenty_times_under_load() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let proxy = Proxy::start(&one_route("svc.example.com", &a));
+    let http = proxy.http;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    match get(http, "svc.example.com", "/", &[]) {
+                        Ok(r) if r.status == 200 => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(r) => failures.lock().unwrap().push(format!("status {}", r.status)),
+                        Err(e) => failures.lock().unwrap().push(e.to_string()),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut seen_b = false;
+    for i in 0..20 {
+        let target = if i % 2 == 0 { &b } else { &a };
+        proxy.write_upstreams(&one_route("svc.example.com", target));
+        let want = if i % 2 == 0 { "b" } else { "a" };
+        let applied = proxy.wait_for(Duration::from_secs(3), || {
+            get(http, "svc.example.com", "/", &[]).is_ok_and(|r| r.echo()["backend"] == want)
+        });
+        assert!(applied.is_some(), "flip {i} not applied:\n{}", proxy.log_text());
+        seen_b |= want == "b";
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(ok.load(Ordering::SeqCst) > 100, "load too small: {}", ok.load(Ordering::SeqCst));
+    assert!(seen_b);
+}
