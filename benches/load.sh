@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# End-to-end load: wrk against Aralez and against nginx (1 worker each, same loopback backend,
+# upstream keepalive), interleaved rounds, for tiny, 1 KiB and 100 KiB responses.
+# Prints req/s, p99 latency and proxy CPU time per request for both, and the ratios.
+# The proxies are pinned to CPU 0, wrk and the backend to CPU 1.
+# Usage: benches/load.sh [seconds-per-round (default 5)] [rounds (default 3)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}
+ROUNDS=${2:-3}
+CONNS=${CONNS:-32}
+bash scripts/deps.sh wrk nginx-light cmake build-essential pkg-config
+cargo build --release -q
+BIN=$PWD/target/release/aralez
+WORK=$(mktemp -d /tmp/aralez-load.XXXXXX)
+trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BACK=$(port); NGX=$(port); ARZ=$(port); ADM=$(port)
+
+mkdir -p "$WORK/www"
+printf 'ok' > "$WORK/www/tiny"
+head -c 1024 /dev/zero | tr '\0' 'a' > "$WORK/www/1k"
+head -c 102400 /dev/zero | tr '\0' 'b' > "$WORK/www/100k"
+
+cat > "$WORK/backend.conf" <<NGINX
+worker_processes 1;
+pid $WORK/backend.pid;
+error_log $WORK/backend.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  server { listen 127.0.0.1:$BACK; root $WORK/www; location / { default_type text/plain; } }
+}
+NGINX
+
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  upstream backend { server 127.0.0.1:$BACK; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGX;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      add_header X-Proxy-From Aralez;
+    }
+  }
+}
+NGINX
+
+cat > "$WORK/main.yaml" <<YAML
+proxy_address_http: "127.0.0.1:$ARZ"
+config_address: "127.0.0.1:$ADM"
+upstreams_conf: upstreams.yaml
+upgrade_sock: $WORK/aralez.sock
+threads: 1
+log_level: error
+access_log: off
+YAML
+cat > "$WORK/upstreams.yaml" <<YAML
+provider: file
+DEFAULT:
+  paths:
+    "/":
+      client_headers: ["X-Proxy-From:Aralez"]
+      servers: ["127.0.0.1:$BACK"]
+YAML
+
+taskset -c 1 nginx -c "$WORK/backend.conf" -p "$WORK"
+taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK"
+taskset -c 0 "$BIN" -c "$WORK/main.yaml" 2>"$WORK/aralez.err" &
+echo $! > "$WORK/aralez.pid"
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null && break; sleep 0.1; done
+NGX_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)   # the worker
+ARZ_PID=$(cat "$WORK/aralez.pid")
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+
+# one round: prints "req_per_s p99_ms cpu_us_per_req"
+round() {
+  local url=$1 pid=$2
+  local t0; t0=$(cpu_ticks "$pid")
+  local out; out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$url")
+  local t1; t1=$(cpu_ticks "$pid")
+  python3 - "$out" "$t0" "$t1" "$TCK" <<'PY'
+import re, sys
+out, t0, t1, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+reqs = int(re.search(r"(\d+) requests in", out).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+cpu_us = (t1 - t0) * 1e6 / tck / max(reqs, 1)
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+print(f"{rps:.0f} {p99:.2f} {cpu_us:.2f} {errs.group(1) if errs else 0}")
+PY
+}
+
+printf '%-6s %-7s %10s %9s %12s %6s\n' size proxy "req/s" "p99 ms" "cpu us/req" "non2xx"
+for size in tiny 1k 100k; do
+  declare -A sum=()
+  for r in $(seq "$ROUNDS"); do
+    for who in nginx aralez; do
+      if [ $who = nginx ]; then url="http://127.0.0.1:$NGX/$size"; pid=$NGX_PID; else url="http://127.0.0.1:$ARZ/$size"; pid=$ARZ_PID; fi
+      read -r rps p99 cpu errs < <(round "$url" "$pid")
+      printf '%-6s %-7s %10s %9s %12s %6s\n' "$size" "$who" "$rps" "$p99" "$cpu" "$errs"
+      sum[$who.rps]=$(python3 -c "print(${sum[$who.rps]:-0}+$rps)")
+      sum[$who.p99]=$(python3 -c "print(${sum[$who.p99]:-0}+$p99)")
+      sum[$who.cpu]=$(python3 -c "print(${sum[$who.cpu]:-0}+$cpu)")
+    done
+  done
+  python3 - "$size" "${sum[nginx.rps]}" "${sum[aralez.rps]}" "${sum[nginx.p99]}" "${sum[aralez.p99]}" "${sum[nginx.cpu]}" "${sum[aralez.cpu]}" <<'PY'
+import sys
+size, nr, ar, np_, ap, nc, ac = sys.argv[1], *map(float, sys.argv[2:])
+print(f"RATIO {size}: aralez/nginx req/s {ar/nr:.2f}  p99 {ap/np_:.2f}  cpu/req {ac/nc:.2f}  (cpu us/req nginx {nc/ROUNDS if False else nc:.2f} aralez {ac:.2f} summed over rounds)")
+PY
+  unset sum
+done
+echo "RSS aralez idle-ish: $(awk '/VmRSS/{print $2" kB"}' /proc/$ARZ_PID/status)"

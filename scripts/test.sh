@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit + golden + end-to-end tests, example configs
+# through `aralez check`, fuzz seed replay (inside `cargo test`) and a short fuzz run per target
+# when a nightly toolchain is present. Usage: scripts/test.sh [--no-fuzz]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh cmake build-essential pkg-config curl
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (unit, golden fixtures, fuzz seed replay, end to end)"
+cargo test --workspace 2>&1 | tee target/test-output.txt
+grep -q "test result" target/test-output.txt
+
+step "example configs through aralez check"
+bin=target/debug/aralez
+"$bin" check --main examples/main.yaml
+"$bin" check --syntax-only --deny-warnings examples/upstreams.yaml
+# the seed examples must compile (offline) even where this build refuses features they use
+"$bin" version
+
+step "no openssl in the default build"
+if cargo tree -e normal -i openssl-sys >/dev/null 2>&1; then
+  echo "openssl-sys is in the default dependency tree" >&2
+  exit 1
+fi
+echo "ok: no openssl-sys"
+
+if [ "${1:-}" != "--no-fuzz" ]; then
+  step "fuzz targets, briefly"
+  bash fuzz/run.sh 20
+fi
+
+step "done"

@@ -1,0 +1,168 @@
+//! End to end: the offline commands (`check`, `compile`, `route`, `diff`, `version`) of the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use common::{run_cli, TempDir};
+
+const VALID: &str = "provider: \"file\"\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n    \"/api\":\n      servers: [\"127.0.0.2:8000\", \"127.0.0.3:8000\"]\n";
+const TYPO: &str = "provider: \"file\"\napp.example.com:\n  pathz:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n";
+const DEPRECATED: &str = "provider: \"file\"\nupstreams:\n  app.example.com:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:8000\"]\n";
+
+#[test]
+fn check_valid_file_exits_0_with_ok() {
+    let d = TempDir::new("cli");
+    d.write("up.yaml", VALID);
+    let (code, out, err) = run_cli(&["check", "up.yaml"], d.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("up.yaml: OK"), "{out}");
+}
+
+#[test]
+fn check_typo_reports_location_code_and_suggestion() {
+    let d = TempDir::new("cli");
+    d.write("up.yaml", TYPO);
+    let (code, out, err) = run_cli(&["check", "up.yaml"], d.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("up.yaml:3:3"), "{err}");
+    assert!(err.contains("E0005"), "{err}");
+    assert!(err.contains("paths"), "did-you-mean names the right key: {err}");
+    assert!(!out.contains("OK"), "{out}");
+
+    let (code, _, err) = run_cli(&["check", "--format", "short", "up.yaml"], d.path());
+    assert_eq!(code, 1);
+    let line = err.lines().find(|l| l.contains("E0005")).unwrap();
+    assert!(line.starts_with("up.yaml:3:3"), "{line}");
+
+    let (code, out, _) = run_cli(&["check", "--format", "json", "up.yaml"], d.path());
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let first = &v.as_array().unwrap()[0];
+    assert_eq!(first["code"], "E0005");
+    assert_eq!(first["line"], 3);
+    assert!(first["path"].as_str().unwrap().contains("app.example.com"), "{first}");
+
+    let (code, _, err) = run_cli(&["check", "--format", "github", "up.yaml"], d.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("::error file=up.yaml,line=3,col=3"), "{err}");
+
+    let (code, out, _) = run_cli(&["check", "--format", "sarif", "up.yaml"], d.path());
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let region = &v["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(region["startLine"], 3);
+    assert_eq!(region["startColumn"], 3);
+}
+
+#[test]
+fn check_warnings_and_deny_warnings() {
+    let d = TempDir::new("cli");
+    d.write("up.yaml", DEPRECATED);
+    let (code, out, err) = run_cli(&["check", "up.yaml"], d.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("W0001"), "{err}");
+    assert!(out.contains("OK"));
+    let (code, _, _) = run_cli(&["check", "--deny-warnings", "up.yaml"], d.path());
+    assert_eq!(code, 3);
+}
+
+#[test]
+fn check_usage_and_io_errors_exit_2() {
+    let d = TempDir::new("cli");
+    let (code, _, _) = run_cli(&["check", "missing.yaml"], d.path());
+    assert_eq!(code, 2);
+    let (code, _, _) = run_cli(&["check"], d.path());
+    assert_eq!(code, 2);
+    let (code, _, _) = run_cli(&["check", "--format", "xml", "x.yaml"], d.path());
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn check_main_validates_both_files_and_referenced_paths() {
+    let d = TempDir::new("cli");
+    d.write("up.yaml", VALID);
+    d.write(
+        "main.yaml",
+        "proxy_address_http: \"127.0.0.1:6193\"\nupstreams_conf: up.yaml\nfile_server_folder: nope\nfile_server_address: \"127.0.0.1:3002\"\n",
+    );
+    let (code, out, err) = run_cli(&["check", "--main", "main.yaml"], d.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("E0802") && err.contains("main.yaml:3:"), "{err}");
+    assert!(out.contains("up.yaml: OK"), "{out}");
+    // --syntax-only does not look at referenced folders
+    let (code, _, err) = run_cli(&["check", "--syntax-only", "--main", "main.yaml"], d.path());
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn settings_this_build_does_not_enforce_are_refused() {
+    let d = TempDir::new("cli");
+    d.write(
+        "up.yaml",
+        "provider: file\nrate_limit: 10\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n",
+    );
+    let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("E0900") && err.contains("rate_limit") && err.contains("up.yaml:2:1"), "{err}");
+}
+
+#[test]
+fn compile_prints_canonical_plan_and_hash() {
+    let d = TempDir::new("cli");
+    d.write("up.yaml", VALID);
+    // the same plan written differently: reordered keys, flow vs block style
+    d.write(
+        "same.yaml",
+        "app.example.com:\n  paths:\n    \"/api\":\n      servers:\n        - \"127.0.0.2:8000\"\n        - \"127.0.0.3:8000\"\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\nprovider: file\n",
+    );
+    let (code, json, err) = run_cli(&["compile", "up.yaml"], d.path());
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let (_, hash, _) = run_cli(&["compile", "--print-hash", "up.yaml"], d.path());
+    let (_, hash2, _) = run_cli(&["compile", "--print-hash", "same.yaml"], d.path());
+    assert_eq!(plan["hash"].as_str().unwrap(), hash.trim());
+    assert_eq!(hash.trim(), hash2.trim(), "equivalent configs hash the same");
+    let (code, _, _) = run_cli(&["compile", "--emit", "plan.json", "up.yaml"], d.path());
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(d.path().join("plan.json")).unwrap().trim(), json.trim());
+}
+
+#[test]
+fn route_explains_which_route_serves() {
+    let d = TempDir::new("cli");
+    d.write("up.yaml", VALID);
+    let (code, out, _) = run_cli(&["route", "up.yaml", "--host", "App.Example.com", "--path", "/api/v1"], d.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("app.example.com/api"), "{out}");
+    assert!(out.contains("127.0.0.2"), "{out}");
+    let (code, out, _) = run_cli(&["route", "up.yaml", "--host", "other.com", "--path", "/"], d.path());
+    assert_eq!(code, 1);
+    assert!(out.contains("404"), "{out}");
+}
+
+#[test]
+fn diff_shows_plan_changes_and_restart_required_settings() {
+    let d = TempDir::new("cli");
+    d.write("old.yaml", VALID);
+    d.write("new.yaml", &VALID.replace("127.0.0.3:8000", "127.0.0.9:8000"));
+    let (code, out, err) = run_cli(&["diff", "old.yaml", "new.yaml"], d.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("127.0.0.9"), "{out}");
+
+    d.write("m1.yaml", "proxy_address_http: \"127.0.0.1:6193\"\nupstreams_conf: old.yaml\n");
+    d.write("m2.yaml", "proxy_address_http: \"127.0.0.1:7000\"\nupstreams_conf: old.yaml\n");
+    let (code, out, err) = run_cli(&["diff", "m1.yaml", "m2.yaml"], d.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("proxy_address_http") && out.contains("restart"), "{out}");
+}
+
+#[test]
+fn version_prints_the_version() {
+    let d = TempDir::new("cli");
+    for args in [&["version"][..], &["--version"], &["-v"]] {
+        let (code, out, _) = run_cli(args, d.path());
+        assert_eq!(code, 0);
+        assert!(out.starts_with("aralez "), "{out}");
+    }
+}
