@@ -81,8 +81,16 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, RouteMiss> {
         return Err(RouteMiss::BadPath);
     }
     if is_normal(bytes) {
-        let trimmed = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-        return Ok(Cow::Borrowed(if trimmed.is_empty() { "/" } else { trimmed }));
+        let trimmed = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        return Ok(Cow::Borrowed(if trimmed.is_empty() {
+            "/"
+        } else {
+            trimmed
+        }));
     }
     let decoded = decode_unreserved(bytes)?;
     let mut segments: Vec<&str> = Vec::new();

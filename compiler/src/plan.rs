@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
+/// Validated headers, in config order.
+pub type HeaderList = Vec<(HeaderName, HeaderValue)>;
+
 /// Index of a route in [`Plan::routes`].
 pub type RouteIdx = usize;
 
@@ -20,8 +23,44 @@ pub struct Plan {
     pub provider: Provider,
     /// Virtual hosts by name; lookup through [`Plan::route`].
     pub hosts: HostTable,
-    /// All routes; [`RouteIdx`] indexes this.
+    /// All routes, sorted by id; [`RouteIdx`] indexes this.
     pub routes: Vec<Route>,
+    /// Consul settings when `provider: consul`.
+    pub consul: Option<ConsulConfig>,
+    /// Kubernetes settings when `provider: kubernetes`.
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// Consul discovery settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsulConfig {
+    /// Consul HTTP API base URLs, e.g. `http://127.0.0.1:8500`.
+    pub servers: Vec<String>,
+    /// `X-Consul-Token` value (secret: redacted in plan JSON, included in the hash).
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// File to read the token from (resolved by the runtime).
+    pub token_file: Option<String>,
+}
+
+/// Kubernetes discovery settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubernetesConfig {
+    /// API servers (`host:port`); empty: from `KUBERNETES_SERVICE_HOST`/`_PORT`.
+    pub servers: Vec<Backend>,
+    /// Service-account token file (re-read when it changes); `None`: the in-cluster default.
+    pub tokenpath: Option<String>,
+    /// Namespace; `None`: the service account's namespace.
+    pub namespace: Option<String>,
+}
+
+/// Where a route's backends come from when a provider discovers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Discovery {
+    /// Consul or Kubernetes.
+    pub provider: Provider,
+    /// The Consul service or Kubernetes Service name.
+    pub service: String,
 }
 
 /// The source of upstream sets.
@@ -105,20 +144,23 @@ pub struct Route {
     pub id: String,
     /// Virtual host as written (lower-cased).
     pub host: String,
-    /// Path prefix as written.
+    /// Path prefix, normalised (`/a/` is stored as `/a`).
     pub path: String,
-    /// Upstream servers, in config order.
+    /// Upstream servers, in config order (empty for discovered routes until the provider fills
+    /// them, and for pure `redirect_to` routes).
     pub backends: Vec<Backend>,
+    /// Set when the backends come from Consul/Kubernetes.
+    pub discovery: Option<Discovery>,
     /// HTTP -> HTTPS 301 on plain connections.
     pub to_https: bool,
     /// 301 to this URL + the request path.
     pub redirect_to: Option<String>,
     /// Headers added to the request towards the upstream.
     #[serde(serialize_with = "ser_headers")]
-    pub request_headers: Vec<(HeaderName, HeaderValue)>,
+    pub request_headers: HeaderList,
     /// Headers added to the response towards the client (globals folded in).
     #[serde(serialize_with = "ser_headers")]
-    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    pub response_headers: HeaderList,
     /// Authentication required on this route (per path, else global).
     pub auth: Option<Auth>,
     /// Forward the credentials used for auth to the upstream.
@@ -142,6 +184,16 @@ pub struct Backend {
     pub host: String,
     /// TCP port (never 0).
     pub port: u16,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// Authentication policy.
@@ -182,8 +234,43 @@ fn ser_headers<S: serde::Serializer>(
     use serde::ser::SerializeSeq;
     let mut seq = s.serialize_seq(Some(headers.len()))?;
     for (name, value) in headers {
-        let text = format!("{}:{}", name.as_str(), String::from_utf8_lossy(value.as_bytes()));
+        let text = format!(
+            "{}:{}",
+            name.as_str(),
+            String::from_utf8_lossy(value.as_bytes())
+        );
         seq.serialize_element(&text)?;
     }
     seq.end()
+}
+
+impl Provider {
+    /// The provider's name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::File => "file",
+            Provider::Consul => "consul",
+            Provider::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+impl Auth {
+    /// `basic`, `apikey` or `jwt`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::Basic { .. } => "basic",
+            Auth::Apikey { .. } => "apikey",
+            Auth::Jwt { .. } => "jwt",
+        }
+    }
+
+    /// The secret material (credentials, key or HMAC secret), if any.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            Auth::Basic { creds } => Some(creds),
+            Auth::Apikey { key } => Some(key),
+            Auth::Jwt { secret } => secret.as_deref(),
+        }
+    }
 }

@@ -1,0 +1,404 @@
+//! The policy keys shared by the global section, paths and provider services: limits, auth,
+//! headers, redirects, sticky sessions.
+
+use http::{HeaderName, HeaderValue};
+
+use crate::codes;
+use crate::diag::Sink;
+use crate::input::Context;
+use crate::plan::{Auth, Backend, Sticky};
+use crate::values;
+use crate::walk::{self, pos, Entry};
+use crate::yaml::{Node, Value};
+use crate::ypath;
+
+/// A validated header.
+pub(crate) type Header = (HeaderName, HeaderValue);
+
+/// Where a policy block sits; decides which keys exist and what `headers` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Top level of upstreams.yaml: `headers` are response headers.
+    Global,
+    /// A host path: `headers` are request headers.
+    Path,
+    /// A Consul/Kubernetes service entry: like a path, without `servers`.
+    Service,
+}
+
+/// Keys valid in every scope.
+const COMMON: &[&str] = &[
+    "authorization",
+    "client_headers",
+    "forward_auth_header",
+    "headers",
+    "rate_limit",
+    "server_headers",
+    "sticky_sessions",
+    "to_https",
+    "verify_upstream_tls",
+    "x4xx_limit",
+];
+
+/// Keys valid only on paths.
+pub(crate) const PATH_ONLY: &[&str] = &["healthcheck", "redirect_to", "servers"];
+
+/// All keys valid in a scope (for did-you-mean).
+pub(crate) fn keys(scope: Scope) -> Vec<&'static str> {
+    let mut k: Vec<&str> = COMMON.to_vec();
+    match scope {
+        Scope::Global => k.extend(["provider", "consul", "kubernetes", "upstreams"]),
+        Scope::Path => k.extend(PATH_ONLY),
+        Scope::Service => k.extend(["hostname", "upstream", "path"]),
+    }
+    k.sort_unstable();
+    k
+}
+
+/// The settings of one policy block, each `None` when not written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policy {
+    /// `servers` (paths only).
+    pub servers: Option<Vec<Backend>>,
+    /// Headers towards the upstream.
+    pub request_headers: Vec<Header>,
+    /// Headers towards the client.
+    pub response_headers: Vec<Header>,
+    /// `rate_limit`.
+    pub rate_limit: Option<u32>,
+    /// `x4xx_limit`.
+    pub x4xx_limit: Option<u32>,
+    /// `to_https`.
+    pub to_https: Option<bool>,
+    /// `authorization`.
+    pub auth: Option<Auth>,
+    /// `forward_auth_header`.
+    pub forward_auth_header: Option<bool>,
+    /// `verify_upstream_tls`.
+    pub verify_upstream_tls: Option<bool>,
+    /// `sticky_sessions`: `Some(None)` when explicitly off.
+    pub sticky: Option<Option<Sticky>>,
+    /// `healthcheck` (paths only).
+    pub healthcheck: Option<bool>,
+    /// `redirect_to` (paths only).
+    pub redirect_to: Option<String>,
+}
+
+/// Reports E0900 when `canonical` is in the unsupported list; true when refused.
+pub(crate) fn refused(
+    sink: &mut Sink<'_>,
+    ctx: &Context<'_>,
+    key_node: &Node,
+    path: &str,
+    shown: &str,
+    canonical: &str,
+) -> bool {
+    if ctx.unsupported.contains(&canonical) {
+        sink.report(
+            codes::UNSUPPORTED,
+            pos(key_node),
+            path,
+            format!("`{shown}` is not supported yet by this build of aralez; remove it"),
+        );
+        return true;
+    }
+    false
+}
+
+fn deprecated(sink: &mut Sink<'_>, e: &Entry<'_>, path: &str, canonical: &str) {
+    sink.report(
+        codes::DEPRECATED,
+        pos(e.key_node),
+        path,
+        format!(
+            "`{}` is the Aralez 0.92 spelling; write `{canonical}` instead",
+            e.key
+        ),
+    );
+}
+
+/// Parses one policy key into `policy`. Returns false when `e.key` is not a policy key of `scope`.
+pub(crate) fn entry(
+    sink: &mut Sink<'_>,
+    ctx: &Context<'_>,
+    scope: Scope,
+    e: &Entry<'_>,
+    base: &str,
+    policy: &mut Policy,
+) -> bool {
+    let path = ypath::key(base, e.key);
+    let known = COMMON.contains(&e.key) || (scope == Scope::Path && PATH_ONLY.contains(&e.key));
+    if !known {
+        return false;
+    }
+    if refused(sink, ctx, e.key_node, &path, e.key, e.key) {
+        return true;
+    }
+    let v = e.value;
+    match e.key {
+        "servers" => policy.servers = servers(sink, v, &path),
+        "headers" | "client_headers" | "server_headers" => {
+            let to_response = match (e.key, scope) {
+                ("headers", Scope::Global) => true,
+                ("headers", _) => false,
+                ("client_headers", Scope::Global) => {
+                    deprecated(sink, e, &path, "headers");
+                    true
+                }
+                ("client_headers", _) => true,
+                ("server_headers", Scope::Global) => false,
+                _ => {
+                    deprecated(sink, e, &path, "headers");
+                    false
+                }
+            };
+            let list = headers(sink, v, &path);
+            if to_response {
+                policy.response_headers.extend(list);
+            } else {
+                policy.request_headers.extend(list);
+            }
+        }
+        "rate_limit" => policy.rate_limit = limit(sink, v, &path, "rate_limit"),
+        "x4xx_limit" => policy.x4xx_limit = limit(sink, v, &path, "x4xx_limit"),
+        "to_https" => {
+            policy.to_https = walk::bool_of(sink, v, &path);
+            if policy.to_https == Some(true) && !ctx.tls_listener {
+                sink.report(
+                    codes::TO_HTTPS_NO_TLS,
+                    pos(v),
+                    &path,
+                    "`to_https: true` but no TLS listener is configured, so clients are redirected to a port nobody serves; set `proxy_address_tls` in main.yaml or remove `to_https`",
+                );
+            }
+        }
+        "authorization" => policy.auth = auth(sink, v, &path),
+        "forward_auth_header" => policy.forward_auth_header = walk::bool_of(sink, v, &path),
+        "verify_upstream_tls" => policy.verify_upstream_tls = walk::bool_of(sink, v, &path),
+        "sticky_sessions" => policy.sticky = sticky(sink, v, &path),
+        "healthcheck" => policy.healthcheck = walk::bool_of(sink, v, &path),
+        "redirect_to" => {
+            policy.redirect_to = walk::str_of(sink, v, &path).and_then(|s| {
+                values::http_url(s, codes::BAD_REDIRECT, "redirect_to")
+                    .map_err(|(c, m)| sink.report(c, pos(v), &path, m))
+                    .ok()
+            });
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn servers(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Vec<Backend>> {
+    let items = walk::seq_of(sink, node, path)?;
+    if items.is_empty() {
+        sink.report(
+            codes::NO_SERVERS,
+            pos(node),
+            path,
+            "`servers` is empty; list at least one `host:port`",
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let p = ypath::index(path, i);
+        if let Some(s) = walk::str_of(sink, item, &p) {
+            match values::server(s) {
+                Ok(b) => out.push(b),
+                Err((code, msg)) => sink.report(code, pos(item), &p, msg),
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A list of `"Name:Value"` headers (also accepts a single string).
+pub(crate) fn headers(sink: &mut Sink<'_>, node: &Node, path: &str) -> Vec<Header> {
+    let single;
+    let items: &[Node] = match &node.value {
+        Value::Str(_) => {
+            single = [node.clone()];
+            &single
+        }
+        _ => match walk::seq_of(sink, node, path) {
+            Some(items) => items,
+            None => return Vec::new(),
+        },
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let p = ypath::index(path, i);
+        let Some(s) = walk::str_of(sink, item, &p) else {
+            continue;
+        };
+        match values::header(s) {
+            Ok((name, value)) => {
+                if values::looks_secret(&name) && !value.is_empty() {
+                    sink.report(
+                        codes::INLINE_SECRET,
+                        pos(item),
+                        &p,
+                        format!(
+                            "header `{}` looks like a credential written inline; keep this file out of version control, or remove the header",
+                            name.as_str()
+                        ),
+                    );
+                }
+                out.push((name, value));
+            }
+            Err((code, msg)) => sink.report(code, pos(item), &p, msg),
+        }
+    }
+    out
+}
+
+fn limit(sink: &mut Sink<'_>, node: &Node, path: &str, name: &str) -> Option<u32> {
+    walk::int_of(sink, node, path, 1, i64::from(u32::MAX), name).and_then(|i| u32::try_from(i).ok())
+}
+
+fn sticky(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Option<Sticky>> {
+    match node.value {
+        Value::Bool(false) => Some(None),
+        Value::Bool(true) => Some(Some(Sticky { max_age: None })),
+        Value::Int(_) => walk::int_of(
+            sink,
+            node,
+            path,
+            1,
+            i64::from(u32::MAX),
+            "sticky_sessions (cookie Max-Age in seconds; `false` disables)",
+        )
+        .map(|n| {
+            Some(Sticky {
+                max_age: u64::try_from(n).ok(),
+            })
+        }),
+        _ => {
+            walk::wrong_type(sink, node, path, "true, false or a number of seconds");
+            None
+        }
+    }
+}
+
+const AUTH_TYPES: &[&str] = &["basic", "apikey", "jwt"];
+
+fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth> {
+    let entries = walk::entries(sink, node, path, "with `type` and `creds`")?;
+    let mut kind: Option<(&str, &Node)> = None;
+    let mut creds: Option<(&str, &Node)> = None;
+    for e in &entries {
+        let p = ypath::key(path, e.key);
+        match e.key {
+            "type" => kind = walk::str_of(sink, e.value, &p).map(|s| (s, e.value)),
+            "creds" | "data" => {
+                if e.key == "data" {
+                    deprecated(sink, e, &p, "creds");
+                }
+                if creds.is_some() {
+                    sink.report(
+                        codes::DUPLICATE_KEY,
+                        pos(e.key_node),
+                        &p,
+                        "both `creds` and `data` are set; keep only `creds`",
+                    );
+                    continue;
+                }
+                creds = walk::str_of(sink, e.value, &p).map(|s| (s, e.value));
+                if creds.is_some_and(|(c, _)| c.is_empty()) {
+                    sink.report(
+                        codes::MISSING_CREDS,
+                        pos(e.value),
+                        &p,
+                        "`creds` is empty; an empty secret would accept forged credentials; write the secret or remove `creds` (jwt then uses the master key)",
+                    );
+                    return None;
+                }
+            }
+            _ => walk::unknown_key(sink, e, path, &["creds", "type"]),
+        }
+    }
+    let Some((kind, kind_node)) = kind else {
+        if !entries.iter().any(|e| e.key == "type") {
+            sink.report(
+                codes::MISSING_KEY,
+                pos(node),
+                path,
+                "`authorization` needs `type` (basic, apikey or jwt)",
+            );
+        }
+        return None;
+    };
+    let type_path = ypath::key(path, "type");
+    let missing = |sink: &mut Sink<'_>, what: &str| {
+        sink.report(
+            codes::MISSING_CREDS,
+            pos(kind_node),
+            path,
+            format!("`{kind}` authorization needs `creds: \"{what}\"`"),
+        );
+    };
+    let short = |sink: &mut Sink<'_>, secret: &str, n: &Node, what: &str| {
+        if secret.len() < 16 {
+            sink.report(
+                codes::SHORT_SECRET,
+                pos(n),
+                &ypath::key(path, "creds"),
+                format!(
+                    "the {what} is {} bytes long; use at least 16 (better 32 random bytes)",
+                    secret.len()
+                ),
+            );
+        }
+    };
+    match kind {
+        "basic" => {
+            let Some((c, n)) = creds else {
+                missing(sink, "user:password");
+                return None;
+            };
+            let Some((_, password)) = c.split_once(':') else {
+                sink.report(
+                    codes::BASIC_NO_COLON,
+                    pos(n),
+                    &ypath::key(path, "creds"),
+                    "basic credentials need `user:password` (no `:` found)",
+                );
+                return None;
+            };
+            short(sink, password, n, "Basic password");
+            Some(Auth::Basic {
+                creds: c.to_string(),
+            })
+        }
+        "apikey" => {
+            let Some((c, n)) = creds else {
+                missing(sink, "the API key");
+                return None;
+            };
+            short(sink, c, n, "API key");
+            Some(Auth::Apikey { key: c.to_string() })
+        }
+        "jwt" => {
+            if let Some((c, n)) = creds {
+                short(sink, c, n, "JWT secret");
+            }
+            Some(Auth::Jwt {
+                secret: creds.map(|(c, _)| c.to_string()),
+            })
+        }
+        other => {
+            let hint = match crate::suggest::closest(other, AUTH_TYPES) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => "use basic, apikey or jwt".into(),
+            };
+            sink.report(
+                codes::UNKNOWN_AUTH,
+                pos(kind_node),
+                &type_path,
+                format!("unknown authorization type `{other}`; {hint}"),
+            );
+            None
+        }
+    }
+}
