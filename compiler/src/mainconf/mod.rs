@@ -62,7 +62,7 @@ pub enum TlsGrade {
 
 /// `access_log`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessLog {
+pub enum AccessLogMode {
     /// No access log.
     Off,
     /// One line per request (default).
@@ -76,7 +76,7 @@ pub enum AccessLog {
 #[derive(Clone, PartialEq, Eq)]
 pub struct MainConfig {
     /// Worker threads per service (default 1).
-    pub threads: u32,
+    pub threads: usize,
     /// Drop to this user after binding.
     pub user: Option<String>,
     /// Drop to this group after binding.
@@ -84,7 +84,7 @@ pub struct MainConfig {
     /// Fork to background.
     pub daemon: bool,
     /// Pooled upstream connections (default 128).
-    pub upstream_keepalive_pool_size: u32,
+    pub upstream_keepalive_pool_size: usize,
     /// PID file.
     pub pid_file: Option<Located<String>>,
     /// Log file (default stderr).
@@ -122,23 +122,23 @@ pub struct MainConfig {
     /// Health-check method (default HEAD).
     pub hc_method: HcMethod,
     /// Seconds between health checks (default 2, >= 1).
-    pub hc_interval: u32,
+    pub hc_interval: u64,
     /// Static file server folder (with `file_server_address`).
     pub file_server_folder: Option<Located<String>>,
     /// Static file server listener (with `file_server_folder`).
     pub file_server_address: Option<SocketAddr>,
     /// Access log (default all).
-    pub access_log: AccessLog,
+    pub access_log: AccessLogMode,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
     /// Upstream connect timeout in seconds (default 5).
-    pub upstream_connect_timeout: u32,
+    pub upstream_connect_timeout: u64,
     /// Upstream read timeout in seconds (default 60).
-    pub upstream_read_timeout: u32,
+    pub upstream_read_timeout: u64,
     /// Idle timeout of client connections in seconds (default 60).
-    pub downstream_idle_timeout: u32,
+    pub downstream_idle_timeout: u64,
     /// Largest accepted request header block in bytes (default 32768).
-    pub max_request_header_bytes: u32,
+    pub max_request_header_bytes: usize,
 }
 
 impl std::fmt::Debug for MainConfig {
@@ -194,13 +194,13 @@ impl TlsGrade {
     }
 }
 
-impl AccessLog {
+impl AccessLogMode {
     /// The word as written in main.yaml.
     pub fn as_str(self) -> &'static str {
         match self {
-            AccessLog::Off => "off",
-            AccessLog::All => "all",
-            AccessLog::Errors => "errors",
+            AccessLogMode::Off => "off",
+            AccessLogMode::All => "all",
+            AccessLogMode::Errors => "errors",
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::{AccessLog, Cidr, HcMethod, Located, LogLevel, MainConfig, TlsGrade};
+use super::{AccessLogMode, Cidr, HcMethod, Located, LogLevel, MainConfig, TlsGrade};
 use crate::codes;
 use crate::diag::{self, Diagnostic, Sink};
 use crate::document;
@@ -106,7 +106,7 @@ fn default_config() -> MainConfig {
         hc_interval: 2,
         file_server_folder: None,
         file_server_address: None,
-        access_log: AccessLog::All,
+        access_log: AccessLogMode::All,
         trusted_proxies: Vec::new(),
         upstream_connect_timeout: 5,
         upstream_read_timeout: 60,
@@ -269,9 +269,9 @@ fn walk_root(sink: &mut Sink<'_>, root: &Node, unsupported: &[&str]) -> Option<M
             "access_log" => {
                 const W: &[&str] = &["off", "all", "errors"];
                 let a = word(s, v, &path, W).and_then(|w| match w {
-                    "off" => Some(AccessLog::Off),
-                    "all" => Some(AccessLog::All),
-                    "errors" => Some(AccessLog::Errors),
+                    "off" => Some(AccessLogMode::Off),
+                    "all" => Some(AccessLogMode::All),
+                    "errors" => Some(AccessLogMode::Errors),
                     _ => None,
                 });
                 set(&mut c.access_log, a);
@@ -386,9 +386,15 @@ fn set<T>(slot: &mut T, v: Option<T>) {
     }
 }
 
-fn uint(sink: &mut Sink<'_>, v: &Node, path: &str, min: u32, max: u32, key: &str) -> Option<u32> {
-    walk::int_of(sink, v, path, i64::from(min), i64::from(max), key)
-        .and_then(|i| u32::try_from(i).ok())
+fn uint<T: TryFrom<i64>>(
+    sink: &mut Sink<'_>,
+    v: &Node,
+    path: &str,
+    min: i64,
+    max: i64,
+    key: &str,
+) -> Option<T> {
+    walk::int_of(sink, v, path, min, max, key).and_then(|i| T::try_from(i).ok())
 }
 
 fn name(sink: &mut Sink<'_>, v: &Node, path: &str) -> Option<String> {

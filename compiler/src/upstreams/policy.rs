@@ -261,19 +261,18 @@ fn sticky(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Option<Sticky>
     match node.value {
         Value::Bool(false) => Some(None),
         Value::Bool(true) => Some(Some(Sticky { max_age: None })),
-        Value::Int(_) => walk::int_of(
-            sink,
-            node,
-            path,
-            1,
-            i64::from(u32::MAX),
-            "sticky_sessions (cookie Max-Age in seconds; `false` disables)",
-        )
-        .map(|n| {
-            Some(Sticky {
-                max_age: u64::try_from(n).ok(),
-            })
-        }),
+        Value::Int(n) if n >= 1 => Some(Some(Sticky {
+            max_age: u64::try_from(n).ok(),
+        })),
+        Value::Int(n) => {
+            sink.report(
+                codes::OUT_OF_RANGE,
+                pos(node),
+                path,
+                format!("`sticky_sessions` is {n}; write a cookie Max-Age in seconds (>= 1), `true` for a session cookie, or `false` to disable"),
+            );
+            None
+        }
         _ => {
             walk::wrong_type(sink, node, path, "true, false or a number of seconds");
             None
