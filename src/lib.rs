@@ -9,7 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod files;
 pub mod log;
-pub mod net;
 pub mod plan_store;
 pub mod proxy;
 pub mod secret;

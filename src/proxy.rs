@@ -17,7 +17,7 @@ use pingora::{Error, ErrorType, Result};
 
 use aralez_compiler::matcher::RouteMiss;
 
-use crate::net::Cidr;
+use aralez_compiler::Cidr;
 use crate::plan_store::{Active, PlanStore};
 
 /// Process-wide settings of the proxy (from main.yaml; a change needs a restart).
@@ -263,7 +263,7 @@ impl ProxyHttp for Proxy {
             ctx.started.elapsed().as_millis(),
             ctx.peer_id.as_deref().unwrap_or("-"),
             route,
-            e.map(|e| format!(" error={}", e.etype())).unwrap_or_default(),
+            e.map(|e| format!(" error={:?}", e.etype())).unwrap_or_default(),
         );
     }
 }

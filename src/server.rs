@@ -16,7 +16,6 @@ use aralez_compiler::Source;
 
 use crate::admin::Admin;
 use crate::config::{LoadedMain, MainError, UpstreamSources};
-use crate::net::Cidr;
 use crate::plan_store::{CompileSettings, PlanStore};
 use crate::proxy::{AccessLog, Proxy, ProxySettings};
 
@@ -110,7 +109,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     let proxy_settings = ProxySettings {
         connect_timeout: Duration::from_secs(cfg.upstream_connect_timeout),
         read_timeout: Duration::from_secs(cfg.upstream_read_timeout),
-        trusted_proxies: cfg.trusted_proxies.iter().filter_map(|c| Cidr::parse(c)).collect(),
+        trusted_proxies: cfg.trusted_proxies.clone(),
         access_log: match cfg.access_log {
             aralez_compiler::AccessLogMode::Off => AccessLog::Off,
             aralez_compiler::AccessLogMode::All => AccessLog::All,

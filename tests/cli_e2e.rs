@@ -37,8 +37,7 @@ fn check_typo_reports_location_code_and_suggestion() {
     let (code, out, _) = run_cli(&["check", "--format", "json", "up.yaml"], d.path());
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let first = &v.as_array().unwrap()[0];
-    assert_eq!(first["code"], "E0005");
+    let first = v.as_array().unwrap().iter().find(|d| d["code"] == "E0005").unwrap();
     assert_eq!(first["line"], 3);
     assert!(first["path"].as_str().unwrap().contains("app.example.com"), "{first}");
 
@@ -50,7 +49,13 @@ fn check_typo_reports_location_code_and_suggestion() {
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["version"], "2.1.0");
-    let region = &v["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"];
+    let result = v["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "E0005")
+        .unwrap();
+    let region = &result["locations"][0]["physicalLocation"]["region"];
     assert_eq!(region["startLine"], 3);
     assert_eq!(region["startColumn"], 3);
 }

@@ -296,3 +296,36 @@ mod tests {
         assert!(parse(&s).is_err());
     }
 }
+
+#[cfg(test)]
+mod timing {
+    /// `cargo test --release -p aralez-compiler yaml::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing probe"]
+    fn parse_10k() {
+        use std::fmt::Write;
+        let mut s = String::from("provider: file\n");
+        for h in 0..1000 {
+            let _ = writeln!(s, "h{h}.example.com:\n  paths:");
+            for p in 0..10 {
+                let _ = writeln!(s, "    \"/p{p}\":\n      headers: [\"X-Route:{h}-{p}\"]\n      servers: [\"10.0.1.1:8080\", \"backend{p}.internal:80\"]");
+            }
+        }
+        let t = std::time::Instant::now();
+        let n = super::parse(&s);
+        eprintln!("yaml parse: {:?} ({})", t.elapsed(), n.is_ok());
+        let ctx = crate::Context::default();
+        let src = crate::Source { name: "u", text: &s };
+        let t = std::time::Instant::now();
+        let p = crate::compile_upstreams(&[src], &ctx);
+        eprintln!("compile: {:?}", t.elapsed());
+        if let Ok(p) = p {
+            let t = std::time::Instant::now();
+            let _ = crate::canon::hash(&p.value);
+            eprintln!("hash: {:?}", t.elapsed());
+            let t = std::time::Instant::now();
+            let _ = crate::upstreams::host_table_for_test(&p.value.routes);
+            eprintln!("host table: {:?}", t.elapsed());
+        }
+    }
+}

@@ -74,7 +74,8 @@ fn diff_main(args: &DiffArgs, old_text: &str, new_text: &str) -> i32 {
     let mut restart = false;
     for c in &changes {
         restart |= c.restart_required;
-        println!("{c}");
+        let flag = if c.restart_required { " (restart required)" } else { "" };
+        println!("~ {}: {} -> {}{flag}", c.key, c.old, c.new);
     }
     if restart {
         println!("restart required: some changes apply only after a restart or `aralez -u` upgrade");

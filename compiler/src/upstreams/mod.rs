@@ -54,3 +54,8 @@ pub fn compile_upstreams(
     let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
     conclude(plan, diag::finish(all, &names))
 }
+
+#[cfg(test)]
+pub(crate) fn host_table_for_test(routes: &[crate::plan::Route]) -> crate::plan::HostTable {
+    build::host_table(routes)
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a short time (default 30 s each) from the committed seeds.
+# The corpus is copied to a temporary directory, so nothing is written into the repository.
+# Needs a nightly toolchain and cargo-fuzz; prints a skip line and exits 0 without them.
+set -euo pipefail
+secs="${1:-30}"
+here="$(cd "$(dirname "$0")" && pwd)"
+if ! rustup toolchain list 2>/dev/null | grep -q nightly; then
+    echo "fuzz: SKIP (no nightly toolchain; install with 'rustup toolchain install nightly')"
+    exit 0
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "fuzz: SKIP (cargo-fuzz not installed; install with 'cargo install cargo-fuzz')"
+    exit 0
+fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cd "$here"
+for target in compile route_matcher; do
+    mkdir -p "$work/$target"
+    cp -r "seeds/$target/." "$work/$target/"
+    echo "fuzz: $target for ${secs}s"
+    cargo +nightly fuzz run "$target" "$work/$target" -- \
+        -max_total_time="$secs" -artifact_prefix="$work/" -max_len=8192
+done
+echo "fuzz: OK"
