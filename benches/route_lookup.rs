@@ -17,10 +17,19 @@ fn config(hosts: usize) -> String {
 }
 
 fn compile(text: &str) -> Plan {
-    let ctx = Context { tls_listener: true, unsupported: &[] };
-    compile_upstreams(&[Source { name: "bench.yaml", text }], &ctx)
-        .map(|c| c.value)
-        .expect("bench config compiles")
+    let ctx = Context {
+        tls_listener: true,
+        unsupported: &[],
+    };
+    compile_upstreams(
+        &[Source {
+            name: "bench.yaml",
+            text,
+        }],
+        &ctx,
+    )
+    .map(|c| c.value)
+    .expect("bench config compiles")
 }
 
 fn route_lookup(c: &mut Criterion) {

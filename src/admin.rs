@@ -52,10 +52,10 @@ impl Admin {
                 let (scheme, rest) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
             });
-        let query_key = req.uri.query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("key="))
-        });
+        let query_key = req
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("key=")));
         bearer
             .into_iter()
             .chain(query_key)
@@ -71,8 +71,14 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Re
     if let Ok(v) = http::HeaderValue::from_str(content_type) {
         headers.insert(http::header::CONTENT_TYPE, v);
     }
-    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
-    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     *resp.body_mut() = body;
     resp
 }
@@ -84,7 +90,11 @@ impl ServeHttp for Admin {
         let method = req.method.clone();
         let path = req.uri.path().to_string();
         if method != http::Method::GET && method != http::Method::HEAD {
-            return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n");
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n",
+            );
         }
         match path.as_str() {
             "/livez" => reply(StatusCode::OK, "text/plain", "ok\n"),
@@ -107,7 +117,11 @@ impl ServeHttp for Admin {
 }
 
 fn unauthorized() -> Response<Vec<u8>> {
-    let mut r = reply(StatusCode::UNAUTHORIZED, "text/plain", "master key required\n");
+    let mut r = reply(
+        StatusCode::UNAUTHORIZED,
+        "text/plain",
+        "master key required\n",
+    );
     r.headers_mut().insert(
         http::header::WWW_AUTHENTICATE,
         http::HeaderValue::from_static("Bearer"),

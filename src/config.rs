@@ -68,7 +68,11 @@ fn read_text(path: &Path) -> std::io::Result<String> {
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("{} is larger than {} bytes", path.display(), MAX_CONFIG_BYTES),
+            format!(
+                "{} is larger than {} bytes",
+                path.display(),
+                MAX_CONFIG_BYTES
+            ),
         ));
     }
     let bytes = std::fs::read(path)?;
@@ -114,7 +118,13 @@ impl LoadedMain {
     pub fn read(path: &Path) -> Result<Self, MainError> {
         let text = read_text(path).map_err(|e| MainError::Io(path.to_path_buf(), e))?;
         let name = path.display().to_string();
-        match aralez_compiler::compile_main(&Source { name: &name, text: &text }, crate::UNSUPPORTED_MAIN_KEYS) {
+        match aralez_compiler::compile_main(
+            &Source {
+                name: &name,
+                text: &text,
+            },
+            crate::UNSUPPORTED_MAIN_KEYS,
+        ) {
             Ok(c) => Ok(Self {
                 config: c.value,
                 warnings: c.warnings,
@@ -135,10 +145,7 @@ impl LoadedMain {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
-            self.path
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join(p)
+            self.path.parent().unwrap_or_else(|| Path::new(".")).join(p)
         }
     }
 

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use aralez::cli;
 
 #[derive(Parser, Debug)]
-#[command(name = "aralez", about = "A hardened reverse proxy with a compiled configuration", disable_version_flag = true)]
+#[command(
+    name = "aralez",
+    about = "A hardened reverse proxy with a compiled configuration",
+    disable_version_flag = true
+)]
 struct Args {
     /// main.yaml to run with (compatibility form of `aralez run -c`).
     #[arg(short = 'c', long = "conf", global = false)]
@@ -59,9 +63,11 @@ fn main() {
     let code = match args.command {
         _ if args.version => cli::version(),
         Some(Command::Version) => cli::version(),
-        Some(Command::Run { conf, daemon, upgrade }) => {
-            aralez::server::run(&conf, &aralez::server::RunOptions { daemon, upgrade })
-        }
+        Some(Command::Run {
+            conf,
+            daemon,
+            upgrade,
+        }) => aralez::server::run(&conf, &aralez::server::RunOptions { daemon, upgrade }),
         Some(Command::Check(a)) => cli::check::run(&a),
         Some(Command::Compile(a)) => cli::compile::run(&a),
         Some(Command::Route(a)) => cli::route::run(&a),

@@ -186,7 +186,10 @@ pub struct CompileSettings {
 
 impl PlanStore {
     /// Compiles the first plan; on failure returns the diagnostics and nothing starts.
-    pub fn start(sources: &UpstreamSources, settings: CompileSettings) -> Result<Self, Vec<Diagnostic>> {
+    pub fn start(
+        sources: &UpstreamSources,
+        settings: CompileSettings,
+    ) -> Result<Self, Vec<Diagnostic>> {
         let compiled = compile(sources, &settings)?;
         let (active, warnings) = Active::build(compiled.value);
         for w in &warnings {

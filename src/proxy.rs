@@ -17,8 +17,8 @@ use pingora::{Error, ErrorType, Result};
 
 use aralez_compiler::matcher::RouteMiss;
 
-use aralez_compiler::Cidr;
 use crate::plan_store::{Active, PlanStore};
+use aralez_compiler::Cidr;
 
 /// Process-wide settings of the proxy (from main.yaml; a change needs a restart).
 #[derive(Debug, Clone)]
@@ -99,7 +99,12 @@ impl ProxyHttp for Proxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let decision = decide(&active, session.req_header(), &self.settings, is_tls(session));
+        let decision = decide(
+            &active,
+            session.req_header(),
+            &self.settings,
+            is_tls(session),
+        );
         match decision {
             Decision::Proxy(idx) => {
                 ctx.route = Some(idx);
@@ -123,13 +128,19 @@ impl ProxyHttp for Proxy {
         };
         let n = route.peers.len();
         if n == 0 {
-            return Err(Error::explain(ErrorType::HTTPStatus(503), "no usable backend"));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no usable backend",
+            ));
         }
         if ctx.tries == 0 {
             ctx.first_peer = route.next_index().unwrap_or(0);
         }
         let Some(peer) = route.peers.get((ctx.first_peer + ctx.tries) % n) else {
-            return Err(Error::explain(ErrorType::HTTPStatus(503), "no usable backend"));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no usable backend",
+            ));
         };
         ctx.tries += 1;
         ctx.peer_id = Some(peer.id.clone());
@@ -170,7 +181,8 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         let tls = is_tls(session);
         let client = ctx.client_ip;
-        let trusted = client.is_some_and(|ip| self.settings.trusted_proxies.iter().any(|c| c.contains(ip)));
+        let trusted =
+            client.is_some_and(|ip| self.settings.trusted_proxies.iter().any(|c| c.contains(ip)));
         let xff = match (client, trusted, req.headers.get("x-forwarded-for")) {
             (Some(ip), true, Some(prev)) => {
                 format!("{}, {ip}", String::from_utf8_lossy(prev.as_bytes()))
@@ -189,7 +201,11 @@ impl ProxyHttp for Proxy {
             req.insert_header("x-forwarded-host", host)?;
         }
         let via = match req.headers.get(header::VIA) {
-            Some(prev) => format!("{}, {}", String::from_utf8_lossy(prev.as_bytes()), self.settings.via_token),
+            Some(prev) => format!(
+                "{}, {}",
+                String::from_utf8_lossy(prev.as_bytes()),
+                self.settings.via_token
+            ),
             None => self.settings.via_token.clone(),
         };
         req.insert_header(header::VIA, via)?;
@@ -215,7 +231,12 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             _ => match e.esource() {
@@ -239,9 +260,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let log_it = match self.settings.access_log {
             AccessLog::Off => false,
             AccessLog::All => true,
@@ -273,9 +292,7 @@ fn route_of(ctx: &RequestCtx) -> Option<&aralez_compiler::Route> {
 }
 
 fn is_tls(session: &Session) -> bool {
-    session
-        .digest()
-        .is_some_and(|d| d.ssl_digest.is_some())
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
 /// The host a request is for: `Host`, else the URI authority (HTTP/2 `:authority`).
@@ -296,7 +313,12 @@ pub enum Decision {
 }
 
 /// Routing and pre-upstream policy for one request head (pure, so it can be tested and benched).
-pub fn decide(active: &Active, req: &RequestHeader, settings: &ProxySettings, tls: bool) -> Decision {
+pub fn decide(
+    active: &Active,
+    req: &RequestHeader,
+    settings: &ProxySettings,
+    tls: bool,
+) -> Decision {
     if head_size(req) > settings.max_request_header_bytes {
         return Decision::Respond(431, None);
     }
@@ -319,14 +341,15 @@ pub fn decide(active: &Active, req: &RequestHeader, settings: &ProxySettings, tl
     let Some(route) = active.plan.routes.get(idx) else {
         return Decision::Respond(404, None);
     };
-    let target = req
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str());
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     if route.to_https && !tls {
         let mut buf = [0u8; 253];
         let name = aralez_compiler::matcher::host_key(host, &mut buf).unwrap_or("");
-        let name = if name.contains(':') { format!("[{name}]") } else { name.to_string() };
+        let name = if name.contains(':') {
+            format!("[{name}]")
+        } else {
+            name.to_string()
+        };
         let port = match settings.https_port {
             Some(443) | None => String::new(),
             Some(p) => format!(":{p}"),
@@ -375,7 +398,9 @@ async fn respond(session: &mut Session, code: u16, location: Option<&str>) -> Re
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), head_only).await?;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;
     }

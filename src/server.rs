@@ -36,8 +36,22 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             eprintln!("aralez: cannot read {}: {e}", p.display());
             return 2;
         }
-        Err(MainError::Invalid { name, text, diagnostics }) => {
-            eprint!("{}", render(&diagnostics, Format::Human, &[Source { name: &name, text: &text }]));
+        Err(MainError::Invalid {
+            name,
+            text,
+            diagnostics,
+        }) => {
+            eprint!(
+                "{}",
+                render(
+                    &diagnostics,
+                    Format::Human,
+                    &[Source {
+                        name: &name,
+                        text: &text
+                    }]
+                )
+            );
             return 1;
         }
     };
@@ -50,7 +64,14 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     if !main.warnings.is_empty() {
         log::warn!(
             "main.yaml:\n{}",
-            render(&main.warnings, Format::Short, &[Source { name: &main.path.display().to_string(), text: &main.text }])
+            render(
+                &main.warnings,
+                Format::Short,
+                &[Source {
+                    name: &main.path.display().to_string(),
+                    text: &main.text
+                }]
+            )
         );
     }
     let upstreams = main.upstreams_path();
@@ -130,7 +151,12 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     let ready = Arc::new(AtomicBool::new(false));
     let mut admin = Service::new(
         "admin".to_string(),
-        Admin::new(store.clone(), master_key, cfg.admin_public_readonly, ready.clone()),
+        Admin::new(
+            store.clone(),
+            master_key,
+            cfg.admin_public_readonly,
+            ready.clone(),
+        ),
     );
     admin.threads = Some(1);
     admin.add_tcp(&cfg.config_address.to_string());
@@ -193,14 +219,19 @@ fn master_key(main: &LoadedMain) -> Result<Option<String>, String> {
             .map(|s| Some(s.trim().to_string()))
             .map_err(|e| format!("master_key_file {}: {e}", path.display()));
     }
-    Ok(std::env::var("ARALEZ_MASTER_KEY").ok().filter(|k| !k.is_empty()))
+    Ok(std::env::var("ARALEZ_MASTER_KEY")
+        .ok()
+        .filter(|k| !k.is_empty()))
 }
 
 /// Writes the PID; refuses to follow a symlink at that path.
 fn write_pid_file(path: &Path) -> std::io::Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_symlink() {
-            return Err(std::io::Error::other(format!("{} is a symlink; refusing to write", path.display())));
+            return Err(std::io::Error::other(format!(
+                "{} is a symlink; refusing to write",
+                path.display()
+            )));
         }
     }
     std::fs::write(path, format!("{}\n", std::process::id()))

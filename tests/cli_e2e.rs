@@ -26,7 +26,10 @@ fn check_typo_reports_location_code_and_suggestion() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("up.yaml:3:3"), "{err}");
     assert!(err.contains("E0005"), "{err}");
-    assert!(err.contains("paths"), "did-you-mean names the right key: {err}");
+    assert!(
+        err.contains("paths"),
+        "did-you-mean names the right key: {err}"
+    );
     assert!(!out.contains("OK"), "{out}");
 
     let (code, _, err) = run_cli(&["check", "--format", "short", "up.yaml"], d.path());
@@ -37,9 +40,17 @@ fn check_typo_reports_location_code_and_suggestion() {
     let (code, out, _) = run_cli(&["check", "--format", "json", "up.yaml"], d.path());
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let first = v.as_array().unwrap().iter().find(|d| d["code"] == "E0005").unwrap();
+    let first = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "E0005")
+        .unwrap();
     assert_eq!(first["line"], 3);
-    assert!(first["path"].as_str().unwrap().contains("app.example.com"), "{first}");
+    assert!(
+        first["path"].as_str().unwrap().contains("app.example.com"),
+        "{first}"
+    );
 
     let (code, _, err) = run_cli(&["check", "--format", "github", "up.yaml"], d.path());
     assert_eq!(code, 1);
@@ -93,7 +104,10 @@ fn check_main_validates_both_files_and_referenced_paths() {
     );
     let (code, out, err) = run_cli(&["check", "--main", "main.yaml"], d.path());
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("E0802") && err.contains("main.yaml:3:"), "{err}");
+    assert!(
+        err.contains("E0802") && err.contains("main.yaml:3:"),
+        "{err}"
+    );
     assert!(out.contains("up.yaml: OK"), "{out}");
     // --syntax-only does not look at referenced folders
     let (code, _, err) = run_cli(&["check", "--syntax-only", "--main", "main.yaml"], d.path());
@@ -109,7 +123,10 @@ fn settings_this_build_does_not_enforce_are_refused() {
     );
     let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
     assert_eq!(code, 1);
-    assert!(err.contains("E0900") && err.contains("rate_limit") && err.contains("up.yaml:2:1"), "{err}");
+    assert!(
+        err.contains("E0900") && err.contains("rate_limit") && err.contains("up.yaml:2:1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,21 +144,43 @@ fn compile_prints_canonical_plan_and_hash() {
     let (_, hash, _) = run_cli(&["compile", "--print-hash", "up.yaml"], d.path());
     let (_, hash2, _) = run_cli(&["compile", "--print-hash", "same.yaml"], d.path());
     assert_eq!(plan["hash"].as_str().unwrap(), hash.trim());
-    assert_eq!(hash.trim(), hash2.trim(), "equivalent configs hash the same");
+    assert_eq!(
+        hash.trim(),
+        hash2.trim(),
+        "equivalent configs hash the same"
+    );
     let (code, _, _) = run_cli(&["compile", "--emit", "plan.json", "up.yaml"], d.path());
     assert_eq!(code, 0);
-    assert_eq!(std::fs::read_to_string(d.path().join("plan.json")).unwrap().trim(), json.trim());
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("plan.json"))
+            .unwrap()
+            .trim(),
+        json.trim()
+    );
 }
 
 #[test]
 fn route_explains_which_route_serves() {
     let d = TempDir::new("cli");
     d.write("up.yaml", VALID);
-    let (code, out, _) = run_cli(&["route", "up.yaml", "--host", "App.Example.com", "--path", "/api/v1"], d.path());
+    let (code, out, _) = run_cli(
+        &[
+            "route",
+            "up.yaml",
+            "--host",
+            "App.Example.com",
+            "--path",
+            "/api/v1",
+        ],
+        d.path(),
+    );
     assert_eq!(code, 0);
     assert!(out.contains("app.example.com/api"), "{out}");
     assert!(out.contains("127.0.0.2"), "{out}");
-    let (code, out, _) = run_cli(&["route", "up.yaml", "--host", "other.com", "--path", "/"], d.path());
+    let (code, out, _) = run_cli(
+        &["route", "up.yaml", "--host", "other.com", "--path", "/"],
+        d.path(),
+    );
     assert_eq!(code, 1);
     assert!(out.contains("404"), "{out}");
 }
@@ -150,16 +189,28 @@ fn route_explains_which_route_serves() {
 fn diff_shows_plan_changes_and_restart_required_settings() {
     let d = TempDir::new("cli");
     d.write("old.yaml", VALID);
-    d.write("new.yaml", &VALID.replace("127.0.0.3:8000", "127.0.0.9:8000"));
+    d.write(
+        "new.yaml",
+        &VALID.replace("127.0.0.3:8000", "127.0.0.9:8000"),
+    );
     let (code, out, err) = run_cli(&["diff", "old.yaml", "new.yaml"], d.path());
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("127.0.0.9"), "{out}");
 
-    d.write("m1.yaml", "proxy_address_http: \"127.0.0.1:6193\"\nupstreams_conf: old.yaml\n");
-    d.write("m2.yaml", "proxy_address_http: \"127.0.0.1:7000\"\nupstreams_conf: old.yaml\n");
+    d.write(
+        "m1.yaml",
+        "proxy_address_http: \"127.0.0.1:6193\"\nupstreams_conf: old.yaml\n",
+    );
+    d.write(
+        "m2.yaml",
+        "proxy_address_http: \"127.0.0.1:7000\"\nupstreams_conf: old.yaml\n",
+    );
     let (code, out, err) = run_cli(&["diff", "m1.yaml", "m2.yaml"], d.path());
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("proxy_address_http") && out.contains("restart"), "{out}");
+    assert!(
+        out.contains("proxy_address_http") && out.contains("restart"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -21,7 +21,10 @@ fn start(site: &TempDir) -> Proxy {
     // the file server address is only known after start: route with a placeholder, then rewrite
     let proxy = Proxy::start_opts(
         "provider: file\nlocalhost:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:1\"]\n",
-        ProxyOpts { file_server: Some(site.path()), ..Default::default() },
+        ProxyOpts {
+            file_server: Some(site.path()),
+            ..Default::default()
+        },
     );
     let files = proxy.files.unwrap();
     proxy.write_upstreams(&format!(
@@ -45,12 +48,25 @@ fn serves_files_with_types_through_the_proxy() {
     let r = get(proxy.http, "localhost", "/style.css", &[]).unwrap();
     assert!(r.header("content-type").unwrap().starts_with("text/css"));
     let r = get(proxy.http, "localhost", "/data.json", &[]).unwrap();
-    assert!(r.header("content-type").unwrap().starts_with("application/json"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
     let r = get(proxy.http, "localhost", "/sub/", &[]).unwrap();
     assert_eq!(r.text(), "<p>sub</p>");
     // no directory listing
-    assert_eq!(get(proxy.http, "localhost", "/noindex/", &[]).unwrap().status, 404);
-    assert_eq!(get(proxy.http, "localhost", "/missing.txt", &[]).unwrap().status, 404);
+    assert_eq!(
+        get(proxy.http, "localhost", "/noindex/", &[])
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        get(proxy.http, "localhost", "/missing.txt", &[])
+            .unwrap()
+            .status,
+        404
+    );
     // HEAD: headers only, real length
     let r = request(proxy.http, "HEAD", "localhost", "/style.css", &[], b"").unwrap();
     assert_eq!(r.status, 200);
@@ -65,13 +81,31 @@ fn conditional_and_range_requests() {
     let r = get(files, "localhost", "/noindex/file.txt", &[]).unwrap();
     let etag = r.header("etag").unwrap().to_string();
     assert!(r.header("last-modified").is_some());
-    let r = get(files, "localhost", "/noindex/file.txt", &[("If-None-Match", &etag)]).unwrap();
+    let r = get(
+        files,
+        "localhost",
+        "/noindex/file.txt",
+        &[("If-None-Match", &etag)],
+    )
+    .unwrap();
     assert_eq!(r.status, 304);
-    let r = get(files, "localhost", "/noindex/file.txt", &[("Range", "bytes=0-4")]).unwrap();
+    let r = get(
+        files,
+        "localhost",
+        "/noindex/file.txt",
+        &[("Range", "bytes=0-4")],
+    )
+    .unwrap();
     assert_eq!(r.status, 206);
     assert_eq!(r.text(), "plain");
     assert_eq!(r.header("content-range"), Some("bytes 0-4/10"));
-    let r = get(files, "localhost", "/noindex/file.txt", &[("Range", "bytes=50-60")]).unwrap();
+    let r = get(
+        files,
+        "localhost",
+        "/noindex/file.txt",
+        &[("Range", "bytes=50-60")],
+    )
+    .unwrap();
     assert_eq!(r.status, 416);
 }
 
@@ -95,12 +129,23 @@ fn traversal_attempts_never_leave_the_folder() {
     ] {
         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         if let Ok(r) = raw(files, req.as_bytes()) {
-            assert!((400..500).contains(&r.status), "{path}: direct {}", r.status);
+            assert!(
+                (400..500).contains(&r.status),
+                "{path}: direct {}",
+                r.status
+            );
             assert!(!r.text().contains("root:"), "{path} leaked /etc/passwd");
         }
         if let Ok(r) = raw(proxy.http, req.as_bytes()) {
-            assert!((400..500).contains(&r.status), "{path}: via proxy {}", r.status);
-            assert!(!r.text().contains("root:"), "{path} leaked /etc/passwd via proxy");
+            assert!(
+                (400..500).contains(&r.status),
+                "{path}: via proxy {}",
+                r.status
+            );
+            assert!(
+                !r.text().contains("root:"),
+                "{path} leaked /etc/passwd via proxy"
+            );
         }
     }
     // methods other than GET/HEAD

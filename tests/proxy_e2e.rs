@@ -44,7 +44,11 @@ app.example.com:
 
 #[test]
 fn routes_balances_and_injects_headers() {
-    let (a, b, c) = (Backend::start("a"), Backend::start("b"), Backend::start("c"));
+    let (a, b, c) = (
+        Backend::start("a"),
+        Backend::start("b"),
+        Backend::start("c"),
+    );
     let proxy = Proxy::start(&yaml_two_hosts(&a, &b, &c));
 
     // round robin over the two backends of "/"
@@ -59,11 +63,20 @@ fn routes_balances_and_injects_headers() {
     assert_ne!(seen[0], seen[1], "alternates: {seen:?}");
 
     // request headers towards the upstream, X-Forwarded-*, original target kept
-    let r = get(proxy.http, "App.Example.COM:80", "/x/y?q=1", &[("X-Forwarded-For", "6.6.6.6")]).unwrap();
+    let r = get(
+        proxy.http,
+        "App.Example.COM:80",
+        "/x/y?q=1",
+        &[("X-Forwarded-For", "6.6.6.6")],
+    )
+    .unwrap();
     let echo = r.echo();
     assert_eq!(echo["path"], "/x/y?q=1");
     assert_eq!(echo["headers"]["x-proxy-from"], "Aralez");
-    assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1", "untrusted XFF is replaced");
+    assert_eq!(
+        echo["headers"]["x-forwarded-for"], "127.0.0.1",
+        "untrusted XFF is replaced"
+    );
     assert_eq!(echo["headers"]["x-forwarded-proto"], "http");
     assert_eq!(echo["headers"]["x-forwarded-host"], "App.Example.COM:80");
     // response headers: the route's and the global ones
@@ -72,30 +85,75 @@ fn routes_balances_and_injects_headers() {
     assert!(r.header("server").is_none_or(|s| !s.contains("Pingora")));
 
     // longest segment prefix: /api and /api/v1 go to c, /apix does not
-    assert_eq!(get(proxy.http, "app.example.com", "/api", &[]).unwrap().echo()["backend"], "c");
-    assert_eq!(get(proxy.http, "app.example.com", "/api/v1/x", &[]).unwrap().echo()["backend"], "c");
-    assert_ne!(get(proxy.http, "app.example.com", "/apix", &[]).unwrap().echo()["backend"], "c");
+    assert_eq!(
+        get(proxy.http, "app.example.com", "/api", &[])
+            .unwrap()
+            .echo()["backend"],
+        "c"
+    );
+    assert_eq!(
+        get(proxy.http, "app.example.com", "/api/v1/x", &[])
+            .unwrap()
+            .echo()["backend"],
+        "c"
+    );
+    assert_ne!(
+        get(proxy.http, "app.example.com", "/apix", &[])
+            .unwrap()
+            .echo()["backend"],
+        "c"
+    );
     // normalised for matching: /x/../api is /api
-    assert_eq!(get(proxy.http, "app.example.com", "/x/../api/z", &[]).unwrap().echo()["backend"], "c");
-    assert_eq!(get(proxy.http, "app.example.com", "/%61pi", &[]).unwrap().echo()["backend"], "c");
+    assert_eq!(
+        get(proxy.http, "app.example.com", "/x/../api/z", &[])
+            .unwrap()
+            .echo()["backend"],
+        "c"
+    );
+    assert_eq!(
+        get(proxy.http, "app.example.com", "/%61pi", &[])
+            .unwrap()
+            .echo()["backend"],
+        "c"
+    );
 
     // wildcard host: one label only
-    assert_eq!(get(proxy.http, "x.wild.example.com", "/", &[]).unwrap().echo()["backend"], "c");
-    assert_eq!(get(proxy.http, "a.b.wild.example.com", "/", &[]).unwrap().status, 404);
+    assert_eq!(
+        get(proxy.http, "x.wild.example.com", "/", &[])
+            .unwrap()
+            .echo()["backend"],
+        "c"
+    );
+    assert_eq!(
+        get(proxy.http, "a.b.wild.example.com", "/", &[])
+            .unwrap()
+            .status,
+        404
+    );
 }
 
 #[test]
 fn redirects_and_error_statuses() {
-    let (a, b, c) = (Backend::start("a"), Backend::start("b"), Backend::start("c"));
+    let (a, b, c) = (
+        Backend::start("a"),
+        Backend::start("b"),
+        Backend::start("c"),
+    );
     let proxy = Proxy::start(&yaml_two_hosts(&a, &b, &c));
 
     let r = get(proxy.http, "app.example.com", "/old/page?x=1", &[]).unwrap();
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("https://new.example.com/old/page?x=1"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://new.example.com/old/page?x=1")
+    );
 
     let r = get(proxy.http, "app.example.com:8080", "/secure/a?b=c", &[]).unwrap();
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("https://app.example.com/secure/a?b=c"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://app.example.com/secure/a?b=c")
+    );
     assert_eq!(c.hits(), 0, "redirects never reach the backend");
 
     // unknown host: 404 with a short body
@@ -104,8 +162,18 @@ fn redirects_and_error_statuses() {
     assert!(r.text().contains("no route"));
 
     // a path that escapes the root: 400
-    assert_eq!(get(proxy.http, "app.example.com", "/../etc/passwd", &[]).unwrap().status, 400);
-    assert_eq!(get(proxy.http, "app.example.com", "/%2e%2e/x", &[]).unwrap().status, 400);
+    assert_eq!(
+        get(proxy.http, "app.example.com", "/../etc/passwd", &[])
+            .unwrap()
+            .status,
+        400
+    );
+    assert_eq!(
+        get(proxy.http, "app.example.com", "/%2e%2e/x", &[])
+            .unwrap()
+            .status,
+        400
+    );
 
     // HTTP/1.1 without Host: 400
     let r = raw(proxy.http, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
@@ -120,7 +188,10 @@ fn redirects_and_error_statuses() {
 
 #[test]
 fn upstream_failures_give_502_and_503() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = Proxy::start(&format!(
         r#"provider: "file"
 down.example.com:
@@ -141,7 +212,10 @@ unresolvable.example.com:
 
 #[test]
 fn connect_failure_retries_next_backend() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let live = Backend::start("live");
     let proxy = Proxy::start(&format!(
         "provider: file\nretry.example.com:\n  paths:\n    \"/\":\n      servers: [\"{dead}\", \"{}\"]\n",
@@ -180,7 +254,15 @@ fn post_bodies_and_head_pass_through() {
         "provider: file\nDEFAULT:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n",
         a.addr
     ));
-    let r = request(proxy.http, "POST", "any.host", "/submit", &[], b"hello=world").unwrap();
+    let r = request(
+        proxy.http,
+        "POST",
+        "any.host",
+        "/submit",
+        &[],
+        b"hello=world",
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.echo()["body"], "hello=world");
     assert_eq!(r.echo()["method"], "POST");

@@ -10,21 +10,31 @@ use std::time::{Duration, Instant};
 use common::{get, Backend, Proxy};
 
 fn one_route(host: &str, backend: &Backend) -> String {
-    format!("provider: file\n{host}:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n", backend.addr)
+    format!(
+        "provider: file\n{host}:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n",
+        backend.addr
+    )
 }
 
 #[test]
 fn a_valid_edit_applies_within_two_seconds() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let proxy = Proxy::start(&one_route("svc.example.com", &a));
-    assert_eq!(get(proxy.http, "svc.example.com", "/", &[]).unwrap().echo()["backend"], "a");
+    assert_eq!(
+        get(proxy.http, "svc.example.com", "/", &[]).unwrap().echo()["backend"],
+        "a"
+    );
     let before = proxy.active_hash();
 
     proxy.write_upstreams(&one_route("svc.example.com", &b));
     let took = proxy.wait_for(Duration::from_secs(2), || {
         get(proxy.http, "svc.example.com", "/", &[]).is_ok_and(|r| r.echo()["backend"] == "b")
     });
-    assert!(took.is_some(), "edit not applied within 2 s:\n{}", proxy.log_text());
+    assert!(
+        took.is_some(),
+        "edit not applied within 2 s:\n{}",
+        proxy.log_text()
+    );
     assert_ne!(proxy.active_hash(), before);
 }
 
@@ -33,7 +43,9 @@ fn an_invalid_edit_keeps_the_old_plan_serving() {
     let a = Backend::start("a");
     let proxy = Proxy::start(&one_route("svc.example.com", &a));
     let hash = proxy.active_hash();
-    proxy.write_upstreams("provider: file\nsvc.example.com:\n  pathz:\n    \"/\":\n      servers: [\"nope\"]\n");
+    proxy.write_upstreams(
+        "provider: file\nsvc.example.com:\n  pathz:\n    \"/\":\n      servers: [\"nope\"]\n",
+    );
     let rejected = proxy.wait_for(Duration::from_secs(3), || {
         let r = get(proxy.admin, "admin", "/config/status", &[]).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -42,10 +54,17 @@ fn an_invalid_edit_keeps_the_old_plan_serving() {
     assert!(rejected.is_some(), "{}", proxy.log_text());
     // still serving the old plan
     assert_eq!(proxy.active_hash(), hash);
-    assert_eq!(get(proxy.http, "svc.example.com", "/", &[]).unwrap().echo()["backend"], "a");
+    assert_eq!(
+        get(proxy.http, "svc.example.com", "/", &[]).unwrap().echo()["backend"],
+        "a"
+    );
     // the diagnostics are exposed with their location
-    let status: serde_json::Value =
-        serde_json::from_slice(&get(proxy.admin, "admin", "/config/status", &[]).unwrap().body).unwrap();
+    let status: serde_json::Value = serde_json::from_slice(
+        &get(proxy.admin, "admin", "/config/status", &[])
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     let diags = status["last_attempt"]["diagnostics"].as_array().unwrap();
     assert!(diags.iter().any(|d| d["line"] == 3), "{status}");
     assert!(proxy.log_text().contains("rejected"));
@@ -56,7 +75,11 @@ fn sighup_reloads() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let proxy = Proxy::start(&one_route("svc.example.com", &a));
     // write in place without an inotify-visible rename is still seen by the watcher; SIGHUP forces it
-    std::fs::write(proxy.dir.path().join("upstreams.yaml"), one_route("svc.example.com", &b)).unwrap();
+    std::fs::write(
+        proxy.dir.path().join("upstreams.yaml"),
+        one_route("svc.example.com", &b),
+    )
+    .unwrap();
     std::process::Command::new("kill")
         .args(["-HUP", &proxy.child.id().to_string()])
         .status()
@@ -73,7 +96,10 @@ fn conf_d_host_replaces_the_whole_host() {
     let proxy = Proxy::start(&one_route("svc.example.com", &a));
     proxy.dir.write(
         "conf.d/10-svc.yaml",
-        &format!("svc.example.com:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n", b.addr),
+        &format!(
+            "svc.example.com:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n",
+            b.addr
+        ),
     );
     let ok = proxy.wait_for(Duration::from_secs(3), || {
         get(proxy.http, "svc.example.com", "/", &[]).is_ok_and(|r| r.echo()["backend"] == "b")
@@ -99,7 +125,10 @@ fn no_request_fails_while_the_file_flips_twenty_times_under_load() {
                         Ok(r) if r.status == 200 => {
                             ok.fetch_add(1, Ordering::SeqCst);
                         }
-                        Ok(r) => failures.lock().unwrap().push(format!("status {}", r.status)),
+                        Ok(r) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("status {}", r.status)),
                         Err(e) => failures.lock().unwrap().push(e.to_string()),
                     }
                 }
@@ -114,7 +143,11 @@ fn no_request_fails_while_the_file_flips_twenty_times_under_load() {
         let applied = proxy.wait_for(Duration::from_secs(3), || {
             get(http, "svc.example.com", "/", &[]).is_ok_and(|r| r.echo()["backend"] == want)
         });
-        assert!(applied.is_some(), "flip {i} not applied:\n{}", proxy.log_text());
+        assert!(
+            applied.is_some(),
+            "flip {i} not applied:\n{}",
+            proxy.log_text()
+        );
         seen_b |= want == "b";
     }
     stop.store(true, Ordering::SeqCst);
@@ -122,7 +155,16 @@ fn no_request_fails_while_the_file_flips_twenty_times_under_load() {
         w.join().unwrap();
     }
     let failures = failures.lock().unwrap();
-    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(ok.load(Ordering::SeqCst) > 100, "load too small: {}", ok.load(Ordering::SeqCst));
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::SeqCst) > 100,
+        "load too small: {}",
+        ok.load(Ordering::SeqCst)
+    );
     assert!(seen_b);
 }

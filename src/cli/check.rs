@@ -67,7 +67,11 @@ pub fn run(args: &CheckArgs) -> i32 {
                 eprintln!("aralez: cannot read {}: {e}", p.display());
                 return 2;
             }
-            Err(MainError::Invalid { name, text, diagnostics }) => {
+            Err(MainError::Invalid {
+                name,
+                text,
+                diagnostics,
+            }) => {
                 checked.push(name.clone());
                 diags.extend(diagnostics);
                 texts.push((name, text));
@@ -114,7 +118,10 @@ pub fn run(args: &CheckArgs) -> i32 {
         texts.extend(sources.files);
     }
 
-    let sources: Vec<Source<'_>> = texts.iter().map(|(name, text)| Source { name, text }).collect();
+    let sources: Vec<Source<'_>> = texts
+        .iter()
+        .map(|(name, text)| Source { name, text })
+        .collect();
     let format = Format::from(args.format);
     let errors = diags.iter().any(|d| d.severity == Severity::Error);
     let warnings = diags.iter().any(|d| d.severity == Severity::Warning);
@@ -124,7 +131,10 @@ pub fn run(args: &CheckArgs) -> i32 {
         _ => {
             eprint!("{output}");
             for name in &checked {
-                if !diags.iter().any(|d| &d.file == name && d.severity == Severity::Error) {
+                if !diags
+                    .iter()
+                    .any(|d| &d.file == name && d.severity == Severity::Error)
+                {
                     println!("{name}: OK");
                 }
             }
@@ -180,7 +190,13 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
     out
 }
 
-fn missing(file: &str, key: &str, loc: &Located<String>, code: &'static str, what: &str) -> Diagnostic {
+fn missing(
+    file: &str,
+    key: &str,
+    loc: &Located<String>,
+    code: &'static str,
+    what: &str,
+) -> Diagnostic {
     Diagnostic {
         code,
         severity: Severity::Error,

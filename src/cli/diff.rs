@@ -16,8 +16,15 @@ pub struct DiffArgs {
 
 /// Runs `aralez diff`; exit 0 with the changes printed, 1 when a file does not compile, 2 on I/O.
 pub fn run(args: &DiffArgs) -> i32 {
-    let (Ok(old_text), Ok(new_text)) = (std::fs::read_to_string(&args.old), std::fs::read_to_string(&args.new)) else {
-        eprintln!("aralez: cannot read {} or {}", args.old.display(), args.new.display());
+    let (Ok(old_text), Ok(new_text)) = (
+        std::fs::read_to_string(&args.old),
+        std::fs::read_to_string(&args.new),
+    ) else {
+        eprintln!(
+            "aralez: cannot read {} or {}",
+            args.old.display(),
+            args.new.display()
+        );
         return 2;
     };
     if is_main(&old_text) && is_main(&new_text) {
@@ -38,7 +45,10 @@ pub fn run(args: &DiffArgs) -> i32 {
         for l in lines {
             println!("{l}");
         }
-        println!("applies without restart (hot reload): plan {} -> {}", old.hash, new.hash);
+        println!(
+            "applies without restart (hot reload): plan {} -> {}",
+            old.hash, new.hash
+        );
     }
     0
 }
@@ -59,10 +69,23 @@ fn diff_main(args: &DiffArgs, old_text: &str, new_text: &str) -> i32 {
         (o, n) => {
             let diags: Vec<_> = [o.err(), n.err()].into_iter().flatten().flatten().collect();
             let sources = [
-                Source { name: &old_name, text: old_text },
-                Source { name: &new_name, text: new_text },
+                Source {
+                    name: &old_name,
+                    text: old_text,
+                },
+                Source {
+                    name: &new_name,
+                    text: new_text,
+                },
             ];
-            eprint!("{}", aralez_compiler::render::render(&diags, aralez_compiler::render::Format::Human, &sources));
+            eprint!(
+                "{}",
+                aralez_compiler::render::render(
+                    &diags,
+                    aralez_compiler::render::Format::Human,
+                    &sources
+                )
+            );
             return 1;
         }
     };
@@ -74,11 +97,17 @@ fn diff_main(args: &DiffArgs, old_text: &str, new_text: &str) -> i32 {
     let mut restart = false;
     for c in &changes {
         restart |= c.restart_required;
-        let flag = if c.restart_required { " (restart required)" } else { "" };
+        let flag = if c.restart_required {
+            " (restart required)"
+        } else {
+            ""
+        };
         println!("~ {}: {} -> {}{flag}", c.key, c.old, c.new);
     }
     if restart {
-        println!("restart required: some changes apply only after a restart or `aralez -u` upgrade");
+        println!(
+            "restart required: some changes apply only after a restart or `aralez -u` upgrade"
+        );
     }
     0
 }

@@ -38,15 +38,24 @@ pub fn run(args: &RouteArgs) -> i32 {
             None => 1,
         },
         Err(RouteMiss::UnknownHost) => {
-            println!("no virtual host matches {:?}: the proxy answers 404", args.host);
+            println!(
+                "no virtual host matches {:?}: the proxy answers 404",
+                args.host
+            );
             1
         }
         Err(RouteMiss::NoRoute) => {
-            println!("no path of host {:?} matches {:?}: the proxy answers 404", args.host, args.path);
+            println!(
+                "no path of host {:?} matches {:?}: the proxy answers 404",
+                args.host, args.path
+            );
             1
         }
         Err(RouteMiss::BadPath) => {
-            println!("the path {:?} is malformed or escapes the root: the proxy answers 400", args.path);
+            println!(
+                "the path {:?} is malformed or escapes the root: the proxy answers 400",
+                args.path
+            );
             1
         }
     }

@@ -46,7 +46,8 @@ pub fn spawn(store: Arc<PlanStore>, upstreams: PathBuf) -> std::io::Result<()> {
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(std::io::Error::other)?;
-    let mut conf_d_watched = conf_d.is_dir() && watcher.watch(&conf_d, RecursiveMode::NonRecursive).is_ok();
+    let mut conf_d_watched =
+        conf_d.is_dir() && watcher.watch(&conf_d, RecursiveMode::NonRecursive).is_ok();
 
     spawn_sighup(tx)?;
 

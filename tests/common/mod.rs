@@ -1,6 +1,12 @@
 //! Test harness: real `aralez` processes, real HTTP backends and a raw HTTP/1.1 client, all on
 //! 127.0.0.1 with ephemeral ports.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs
+)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,7 +24,11 @@ pub fn aralez_bin() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again soon).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A fresh temporary folder, removed on drop.
@@ -101,7 +111,12 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Resp> {
 }
 
 /// GET with a Host header and extra headers.
-pub fn get(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+pub fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Resp> {
     request(addr, "GET", host, path, headers, b"")
 }
 
@@ -151,15 +166,25 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let resp = Resp { status, headers, body: Vec::new() };
+    let resp = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     if head_only || status == 304 || status == 204 {
         return Ok(resp);
     }
     let mut body = Vec::new();
-    if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) = resp
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         body.resize(len, 0);
         r.read_exact(&mut body)?;
-    } else if resp.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    } else if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;
@@ -188,6 +213,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
     pub hits: Arc<AtomicUsize>,
+    /// Every request target served, in order.
+    pub paths: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -205,20 +232,34 @@ impl Backend {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (stop2, hits2, name2) = (stop.clone(), hits.clone(), name.to_string());
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, hits2, name2, paths2) =
+            (stop.clone(), hits.clone(), name.to_string(), paths.clone());
         std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        let (hits3, name3, extra3, stop3) =
-                            (hits2.clone(), name2.clone(), extra.clone(), stop2.clone());
-                        std::thread::spawn(move || serve_conn(s, &name3, &extra3, status, &hits3, &stop3));
+                        let conn = Conn {
+                            name: name2.clone(),
+                            extra: extra.clone(),
+                            status,
+                            hits: hits2.clone(),
+                            paths: paths2.clone(),
+                            stop: stop2.clone(),
+                        };
+                        std::thread::spawn(move || serve_conn(s, &conn));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Self { addr, name: name.to_string(), hits, stop }
+        Self {
+            addr,
+            name: name.to_string(),
+            hits,
+            paths,
+            stop,
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -232,7 +273,17 @@ impl Drop for Backend {
     }
 }
 
-fn serve_conn(s: TcpStream, name: &str, extra: &ExtraHeaders, status: u16, hits: &AtomicUsize, stop: &AtomicBool) {
+struct Conn {
+    name: String,
+    extra: ExtraHeaders,
+    status: u16,
+    hits: Arc<AtomicUsize>,
+    paths: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn serve_conn(s: TcpStream, c: &Conn) {
+    let (name, extra, status, hits, stop) = (&c.name, &c.extra, c.status, &c.hits, &c.stop);
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     let mut w = match s.try_clone() {
         Ok(w) => w,
@@ -248,7 +299,14 @@ fn serve_conn(s: TcpStream, name: &str, extra: &ExtraHeaders, status: u16, hits:
         match r.read_line(&mut line) {
             Ok(0) => return,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
             Err(_) => return,
         }
         let _ = r.get_ref().set_read_timeout(Some(Duration::from_secs(5)));
@@ -277,12 +335,23 @@ fn serve_conn(s: TcpStream, name: &str, extra: &ExtraHeaders, status: u16, hits:
                     .or_insert(v);
             }
         }
-        let len = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        let len = headers
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
         let mut body = vec![0; len];
         if r.read_exact(&mut body).is_err() {
             return;
         }
         hits.fetch_add(1, Ordering::SeqCst);
+        c.paths.lock().unwrap().push(path.clone());
+        if let Some(ms) = path
+            .split("delay_ms=")
+            .nth(1)
+            .and_then(|v| v.split('&').next()?.parse::<u64>().ok())
+        {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
         let echo = serde_json::json!({
             "backend": name, "method": method, "path": path, "headers": headers,
             "body": String::from_utf8_lossy(&body),
@@ -302,9 +371,14 @@ fn serve_conn(s: TcpStream, name: &str, extra: &ExtraHeaders, status: u16, hits:
         if method != "HEAD" && w.write_all(echo.as_bytes()).is_err() {
             return;
         }
-        let _ = r.get_ref().set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = r
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)));
         idle = Instant::now();
-        if headers.get("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+        if headers
+            .get("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+        {
             return;
         }
     }
@@ -338,9 +412,11 @@ impl Proxy {
         let dir = TempDir::new("proxy");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let files = opts
-            .file_server
-            .map(|_| format!("127.0.0.1:{}", free_port()).parse::<SocketAddr>().unwrap());
+        let files = opts.file_server.map(|_| {
+            format!("127.0.0.1:{}", free_port())
+                .parse::<SocketAddr>()
+                .unwrap()
+        });
         dir.write("upstreams.yaml", upstreams);
         let mut main = format!(
             "proxy_address_http: \"{http}\"\nconfig_address: \"{admin}\"\nupstreams_conf: upstreams.yaml\nupgrade_sock: \"{}\"\naccess_log: all\n",
@@ -362,7 +438,14 @@ impl Proxy {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut p = Self { child, http, admin, files, dir, log };
+        let mut p = Self {
+            child,
+            http,
+            admin,
+            files,
+            dir,
+            log,
+        };
         p.wait_ready();
         p
     }
@@ -413,7 +496,10 @@ impl Proxy {
 
     /// Sends SIGTERM and waits for the exit (bounded).
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -428,7 +514,10 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
@@ -444,7 +533,11 @@ impl Drop for Proxy {
 
 /// Runs the binary with arguments; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let out = Command::new(aralez_bin()).args(args).current_dir(cwd).output().unwrap();
+    let out = Command::new(aralez_bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,0 +1,159 @@
+//! End to end: process basics (pid file, graceful SIGTERM, threads) and the admin listener.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{get, raw, Backend, Proxy, ProxyOpts};
+
+fn upstreams(b: &Backend) -> String {
+    format!(
+        "provider: file\nDEFAULT:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n",
+        b.addr
+    )
+}
+
+#[test]
+fn pid_file_and_graceful_sigterm() {
+    let b = Backend::start("slow");
+    let mut proxy = Proxy::start_opts(
+        &upstreams(&b),
+        ProxyOpts {
+            main_extra: "pid_file: aralez.pid\nthreads: 2\n",
+            ..Default::default()
+        },
+    );
+    let pid_path = proxy.dir.path().join("aralez.pid");
+    let pid = std::fs::read_to_string(&pid_path).unwrap();
+    assert_eq!(pid.trim(), proxy.child.id().to_string());
+
+    // a request in flight when SIGTERM arrives still completes
+    let http = proxy.http;
+    let inflight = std::thread::spawn(move || get(http, "x", "/?delay_ms=700", &[]));
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let status = proxy.terminate().expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(12));
+    let r = inflight.join().unwrap().unwrap();
+    assert_eq!(r.status, 200, "in-flight request drained");
+    assert!(!pid_path.exists(), "pid file removed on exit");
+}
+
+#[test]
+fn admin_endpoints_need_the_master_key() {
+    let b = Backend::start("a");
+    let key = "k3y-that-is-long-enough-for-the-lint-0123456789";
+    let proxy = Proxy::start_opts(
+        &upstreams(&b),
+        ProxyOpts {
+            main_extra: &format!("master_key: \"{key}\"\n"),
+            ..Default::default()
+        },
+    );
+    assert_eq!(get(proxy.admin, "a", "/livez", &[]).unwrap().status, 200);
+    assert_eq!(get(proxy.admin, "a", "/readyz", &[]).unwrap().status, 200);
+    let r = get(proxy.admin, "a", "/config/status", &[]).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(
+        get(
+            proxy.admin,
+            "a",
+            "/config/status",
+            &[("Authorization", "Bearer wrong")]
+        )
+        .unwrap()
+        .status,
+        401
+    );
+    assert_eq!(
+        get(proxy.admin, "a", "/config/status?key=wrong", &[])
+            .unwrap()
+            .status,
+        401
+    );
+    let bearer = format!("Bearer {key}");
+    let r = get(
+        proxy.admin,
+        "a",
+        "/config/status",
+        &[("Authorization", &bearer)],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["active"]["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        get(proxy.admin, "a", &format!("/config/status?key={key}"), &[])
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(get(proxy.admin, "a", "/nope", &[]).unwrap().status, 404);
+}
+
+#[test]
+fn oversized_request_heads_get_431() {
+    let b = Backend::start("a");
+    let proxy = Proxy::start_opts(
+        &upstreams(&b),
+        ProxyOpts {
+            main_extra: "max_request_header_bytes: 2048\n",
+            ..Default::default()
+        },
+    );
+    let big = "v".repeat(4000);
+    let r = get(proxy.http, "x", "/", &[("X-Big", &big)]).unwrap();
+    assert_eq!(r.status, 431);
+    assert_eq!(b.hits(), 0);
+    assert_eq!(get(proxy.http, "x", "/", &[]).unwrap().status, 200);
+}
+
+#[test]
+fn trusted_proxies_extend_the_forwarded_chain() {
+    let b = Backend::start("a");
+    let proxy = Proxy::start_opts(
+        &upstreams(&b),
+        ProxyOpts {
+            main_extra: "trusted_proxies: [\"127.0.0.0/8\"]\n",
+            ..Default::default()
+        },
+    );
+    let r = get(proxy.http, "x", "/", &[("X-Forwarded-For", "203.0.113.7")]).unwrap();
+    assert_eq!(
+        r.echo()["headers"]["x-forwarded-for"],
+        "203.0.113.7, 127.0.0.1"
+    );
+}
+
+#[test]
+fn pipelined_and_malformed_requests_do_not_desync() {
+    let b = Backend::start("a");
+    let proxy = Proxy::start(&upstreams(&b));
+    // conflicting framing: Content-Length with Transfer-Encoding is refused, not smuggled
+    let r = raw(
+        proxy.http,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    if let Ok(r) = r {
+        assert!(
+            r.status == 400 || r.echo()["path"] != "/smuggled",
+            "{:?}",
+            r.status
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !b.paths.lock().unwrap().iter().any(|p| p == "/smuggled"),
+        "request smuggled"
+    );
+    // invalid header bytes: 400
+    let r = raw(
+        proxy.http,
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+}
