@@ -19,10 +19,133 @@ pub fn plan_json(plan: &Plan) -> String {
 }
 
 /// Hex SHA-256 of the canonical serialization of the plan, secrets included, `hash` excluded.
+///
+/// The serialization is a fixed-order, length-prefixed encoding of every field (routes in id
+/// order; the host table is derived from the routes), so it is independent of YAML key order and
+/// formatting, and cheap for large plans.
 pub(crate) fn hash(plan: &Plan) -> String {
-    let text = serde_json::to_string(&sorted(value(plan, false))).unwrap_or_default();
-    let d = digest::digest(&digest::SHA256, text.as_bytes());
+    let mut h = Canon(digest::Context::new(&digest::SHA256));
+    h.str("aralez-plan-v1");
+    h.str(plan.provider.as_str());
+    match &plan.consul {
+        None => h.tag(0),
+        Some(c) => {
+            h.tag(1);
+            h.list(c.servers.iter().map(String::as_str));
+            h.opt(c.token.as_deref());
+            h.opt(c.token_file.as_deref());
+        }
+    }
+    match &plan.kubernetes {
+        None => h.tag(0),
+        Some(k) => {
+            h.tag(1);
+            h.list(
+                k.servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+            );
+            h.opt(k.tokenpath.as_deref());
+            h.opt(k.namespace.as_deref());
+        }
+    }
+    h.num(plan.routes.len() as u64);
+    for r in &plan.routes {
+        h.str(&r.id);
+        h.str(&r.host);
+        h.str(&r.path);
+        h.num(r.backends.len() as u64);
+        for b in &r.backends {
+            h.str(&b.host);
+            h.num(u64::from(b.port));
+        }
+        match &r.discovery {
+            None => h.tag(0),
+            Some(d) => {
+                h.tag(1);
+                h.str(d.provider.as_str());
+                h.str(&d.service);
+            }
+        }
+        h.tag(u8::from(r.to_https));
+        h.opt(r.redirect_to.as_deref());
+        for list in [&r.request_headers, &r.response_headers] {
+            h.num(list.len() as u64);
+            for (n, v) in list {
+                h.str(n.as_str());
+                h.bytes(v.as_bytes());
+            }
+        }
+        match &r.auth {
+            None => h.tag(0),
+            Some(a) => {
+                h.tag(1);
+                h.str(a.kind());
+                h.opt(a.secret());
+            }
+        }
+        h.tag(u8::from(r.forward_auth_header));
+        h.opt_num(r.rate_limit.map(u64::from));
+        h.opt_num(r.x4xx_limit.map(u64::from));
+        match r.sticky {
+            None => h.tag(0),
+            Some(s) => {
+                h.tag(1);
+                h.opt_num(s.max_age);
+            }
+        }
+        h.tag(u8::from(r.healthcheck));
+        h.tag(u8::from(r.verify_upstream_tls));
+    }
+    let d = h.0.finish();
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Length-prefixed, typed writes into a digest (unambiguous: no two plans encode alike).
+struct Canon(digest::Context);
+
+impl Canon {
+    fn tag(&mut self, t: u8) {
+        self.0.update(&[t]);
+    }
+    fn num(&mut self, n: u64) {
+        self.0.update(&n.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.num(b.len() as u64);
+        self.0.update(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn opt(&mut self, s: Option<&str>) {
+        match s {
+            None => self.tag(0),
+            Some(s) => {
+                self.tag(1);
+                self.str(s);
+            }
+        }
+    }
+    fn opt_num(&mut self, n: Option<u64>) {
+        match n {
+            None => self.tag(0),
+            Some(n) => {
+                self.tag(1);
+                self.num(n);
+            }
+        }
+    }
+    fn list<'a>(&mut self, items: impl Iterator<Item = &'a str>) {
+        let items: Vec<&str> = items.collect();
+        self.num(items.len() as u64);
+        for i in items {
+            self.str(i);
+        }
+    }
 }
 
 /// Rebuilds every object with its keys in sorted order, whatever map type serde_json uses.

@@ -315,7 +315,10 @@ mod timing {
         let n = super::parse(&s);
         eprintln!("yaml parse: {:?} ({})", t.elapsed(), n.is_ok());
         let ctx = crate::Context::default();
-        let src = crate::Source { name: "u", text: &s };
+        let src = crate::Source {
+            name: "u",
+            text: &s,
+        };
         let t = std::time::Instant::now();
         let p = crate::compile_upstreams(&[src], &ctx);
         eprintln!("compile: {:?}", t.elapsed());

@@ -66,7 +66,9 @@ fn route_target(data: &[u8]) -> Option<String> {
 }
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/seeds")
+        .join(target);
     let mut out: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -94,9 +96,15 @@ fn compile_seeds_replay() {
 fn route_matcher_seeds_replay() {
     let s = seeds("route_matcher");
     assert!(s.len() >= 3, "route_matcher seeds missing");
-    let got: Vec<(String, Option<String>)> =
-        s.iter().map(|(n, d)| (n.clone(), route_target(d))).collect();
-    let want = |n: &str| got.iter().find(|(x, _)| x == n).and_then(|(_, r)| r.clone());
+    let got: Vec<(String, Option<String>)> = s
+        .iter()
+        .map(|(n, d)| (n.clone(), route_target(d)))
+        .collect();
+    let want = |n: &str| {
+        got.iter()
+            .find(|(x, _)| x == n)
+            .and_then(|(_, r)| r.clone())
+    };
     assert_eq!(want("wildcard").as_deref(), Some("*.example.com/api"));
     assert_eq!(want("percent").as_deref(), Some("example.com/a/b"));
     assert_eq!(want("ipv6").as_deref(), Some("::1/"));

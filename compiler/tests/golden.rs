@@ -139,7 +139,11 @@ fn golden_fixtures() {
         let got = run_fixture(&path);
         let expected_path = path.with_extension("expected");
         if bless {
-            fs::write(&expected_path, &got).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                fs::write(&expected_path, &got).is_ok(),
+                "cannot write {}",
+                expected_path.display()
+            );
             continue;
         }
         let want = fs::read_to_string(&expected_path).unwrap_or_default();
@@ -180,7 +184,10 @@ fn every_code_has_a_fixture_and_docs() {
     let docs_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("DIAGNOSTICS.md");
     let generated = diagnostics_md();
     if std::env::var_os("BLESS").is_some() {
-        fs::write(&docs_path, &generated).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            fs::write(&docs_path, &generated).is_ok(),
+            "cannot write DIAGNOSTICS.md"
+        );
     }
     let docs = fs::read_to_string(&docs_path).unwrap_or_default();
     assert_eq!(

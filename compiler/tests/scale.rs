@@ -11,9 +11,11 @@ fn compile(text: &str) -> Plan {
         name: "upstreams.yaml",
         text,
     };
-    match compile_upstreams(&[src], &Context::default()) {
+    let result = compile_upstreams(&[src], &Context::default());
+    assert!(result.is_ok(), "{:?}", result.as_ref().err());
+    match result {
         Ok(c) => c.value,
-        Err(d) => panic!("{d:?}"),
+        Err(_) => unreachable!(),
     }
 }
 
@@ -58,7 +60,10 @@ fn secrets_change_the_hash_but_stay_redacted() {
     let (ja, jb) = (plan_json(&pa), plan_json(&pb));
     assert!(!ja.contains("secret-number") && !jb.contains("secret-number"));
     assert!(ja.contains("<redacted>"));
-    assert_eq!(diff_plans(&pa, &pb), vec!["~ route x.example.com/: auth secret changed".to_string()]);
+    assert_eq!(
+        diff_plans(&pa, &pb),
+        vec!["~ route x.example.com/: auth secret changed".to_string()]
+    );
     assert_eq!(pa.hash, compile(&format!("# comment\n{a}")).hash);
 }
 
