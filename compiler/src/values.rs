@@ -12,7 +12,7 @@ use crate::plan::Backend;
 pub(crate) type Invalid = (&'static str, String);
 
 /// A virtual host key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum HostKey {
     /// An exact, lower-cased name (IPv6 literals without brackets).
     Exact(String),

@@ -1,5 +1,7 @@
 //! Walks one upstreams source (upstreams.yaml or a conf.d file) into its globals and hosts.
 
+use std::collections::HashMap;
+
 use crate::codes;
 use crate::diag::Sink;
 use crate::input::Context;
@@ -68,7 +70,7 @@ pub(crate) fn file(sink: &mut Sink<'_>, ctx: &Context<'_>, root: &Node, main: bo
         return doc;
     };
     let global_keys = policy::keys(Scope::Global);
-    let mut seen_hosts: Vec<(HostKey, (u32, u32))> = Vec::new();
+    let mut seen_hosts: HashMap<HostKey, (u32, u32)> = HashMap::new();
     for e in &entries {
         let path = ypath::key("", e.key);
         let is_global = global_keys.contains(&e.key) && e.key != "upstreams";
@@ -177,7 +179,7 @@ fn host(
     ctx: &Context<'_>,
     e: &Entry<'_>,
     base: &str,
-    seen: &mut Vec<(HostKey, (u32, u32))>,
+    seen: &mut HashMap<HostKey, (u32, u32)>,
     out: &mut Vec<RawHost>,
 ) {
     let path = ypath::key(base, e.key);
@@ -188,7 +190,7 @@ fn host(
             return;
         }
     };
-    if let Some((_, (line, col))) = seen.iter().find(|(k, _)| *k == key) {
+    if let Some((line, col)) = seen.get(&key) {
         sink.report(
             codes::DUPLICATE_HOST,
             pos(e.key_node),
@@ -200,11 +202,12 @@ fn host(
         );
         return;
     }
-    seen.push((key.clone(), pos(e.key_node)));
+    seen.insert(key.clone(), pos(e.key_node));
     let Some(entries) = walk::entries(sink, e.value, &path, "with `paths`") else {
         return;
     };
     let mut paths = Vec::new();
+    let mut seen_paths: HashMap<String, (u32, u32)> = HashMap::new();
     let mut had_paths = false;
     for he in &entries {
         if he.key != "paths" {
@@ -228,7 +231,7 @@ fn host(
             );
         }
         for pe in &pentries {
-            if let Some(p) = path_entry(sink, ctx, pe, &ppath, &paths) {
+            if let Some(p) = path_entry(sink, ctx, pe, &ppath, &mut seen_paths) {
                 paths.push(p);
             }
         }
@@ -252,7 +255,7 @@ fn path_entry(
     ctx: &Context<'_>,
     e: &Entry<'_>,
     base: &str,
-    existing: &[RawPath],
+    seen: &mut HashMap<String, (u32, u32)>,
 ) -> Option<RawPath> {
     let ypath = ypath::key(base, e.key);
     let prefix = match values::path_prefix(e.key) {
@@ -262,18 +265,19 @@ fn path_entry(
             return None;
         }
     };
-    if let Some(first) = existing.iter().find(|p| p.prefix == prefix) {
+    if let Some(first) = seen.get(&prefix) {
         sink.report(
             codes::DUPLICATE_PATH,
             pos(e.key_node),
             &ypath,
             format!(
                 "path `{}` is the same as the path at line {}, column {} after normalisation (`{prefix}`); keep one of them",
-                e.key, first.pos.0, first.pos.1
+                e.key, first.0, first.1
             ),
         );
         return None;
     }
+    seen.insert(prefix.clone(), pos(e.key_node));
     let mut policy = Policy::default();
     if let Some(entries) = walk::entries(sink, e.value, &ypath, "of path settings with `servers`") {
         let keys = policy::keys(Scope::Path);
