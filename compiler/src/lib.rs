@@ -9,6 +9,7 @@ mod canon;
 pub mod codes;
 pub mod diag;
 mod diff;
+mod discovery;
 mod document;
 mod input;
 pub mod mainconf;

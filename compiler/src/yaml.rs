@@ -96,7 +96,8 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     }
 }
 
-fn is_blank(text: &str) -> bool {
+/// True for text without YAML content (empty, blank lines, comments, bare document markers).
+pub(crate) fn is_blank(text: &str) -> bool {
     text.lines().all(|l| {
         let t = l.trim_start_matches('\u{feff}').trim();
         t.is_empty() || t.starts_with('#') || t == "---" || t == "..."

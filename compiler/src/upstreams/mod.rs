@@ -12,6 +12,7 @@ use crate::diag::{self, Diagnostic, Sink};
 use crate::document;
 use crate::input::{conclude, Compiled, Context, Source};
 use crate::plan::Plan;
+use crate::yaml;
 
 /// Compiles `sources[0]` (upstreams.yaml) and `sources[1..]` (conf.d files, already sorted by the
 /// caller) into a [`Plan`]. A host defined in a later source replaces the whole host. All
@@ -34,6 +35,10 @@ pub fn compile_upstreams(
     let mut hosts = BTreeMap::new();
     for (i, src) in sources.iter().enumerate() {
         let mut sink = Sink::new(src.name);
+        if i > 0 && yaml::is_blank(src.text) {
+            // an empty conf.d file contributes nothing (placeholders are common)
+            continue;
+        }
         if let Some(root) = document::load_root(&mut sink, src.text) {
             let doc = schema::file(&mut sink, ctx, &root, i == 0);
             if i == 0 {

@@ -131,7 +131,15 @@ pub(crate) fn entry(
     if !known {
         return false;
     }
-    if refused(sink, ctx, e.key_node, &path, e.key, e.key) {
+    // Deprecated spellings are also refused under their canonical name.
+    let canonical = match (e.key, scope) {
+        ("client_headers", Scope::Global) => "headers",
+        ("server_headers", Scope::Path | Scope::Service) => "headers",
+        (k, _) => k,
+    };
+    if refused(sink, ctx, e.key_node, &path, e.key, e.key)
+        || (canonical != e.key && refused(sink, ctx, e.key_node, &path, e.key, canonical))
+    {
         return true;
     }
     let v = e.value;
