@@ -14,6 +14,8 @@ pub(crate) fn load_root(sink: &mut Sink<'_>, text: &str) -> Option<Node> {
                     codes::YAML_BUDGET,
                     "flatten the document; YAML aliases must not multiply content",
                 )
+            } else if e.message.contains("one document per file") {
+                (codes::SYNTAX, "remove the second document")
             } else {
                 (codes::SYNTAX, "fix the YAML syntax here")
             };

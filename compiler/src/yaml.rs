@@ -133,6 +133,12 @@ fn to_error(err: &serde_saphyr::Error) -> YamlError {
         .map(|l| (clamp(l.line()), clamp(l.column())))
         .unwrap_or((0, 0));
     let mut message = text;
+    let budget = if message.contains("Documents {") {
+        message = "the file holds more than one YAML document (`---`); keep exactly one document per file".into();
+        false
+    } else {
+        budget
+    };
     // Keep the first line only: the location is reported separately.
     if let Some((first, _)) = message.split_once('\n') {
         message = first.to_string();

@@ -117,6 +117,8 @@ pub(crate) fn file(sink: &mut Sink<'_>, ctx: &Context<'_>, root: &Node, main: bo
                     }
                 }
             }
+            // `x-name:` extension keys (no dot) are ignored: a place for YAML anchors.
+            k if k.starts_with("x-") && !k.contains('.') => {}
             _ if is_global => {
                 policy::entry(sink, ctx, Scope::Global, e, "", &mut doc.globals.policy);
             }
