@@ -56,7 +56,7 @@ pub fn host_key<'b>(raw: &str, buf: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
     if name.is_empty() || name.len() > MAX_HOST || !name.is_ascii() {
         return None;
     }
-    let out = &mut buf[..name.len()];
+    let out = buf.get_mut(..name.len())?;
     out.copy_from_slice(name.as_bytes());
     out.make_ascii_lowercase();
     std::str::from_utf8(out).ok()
@@ -140,8 +140,7 @@ fn is_normal(bytes: &[u8]) -> bool {
 fn decode_unreserved(bytes: &[u8]) -> Result<String, RouteMiss> {
     let mut out = String::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
+    while let Some(&b) = bytes.get(i) {
         if b < 0x20 || b == 0x7f {
             return Err(RouteMiss::BadPath);
         }
@@ -164,7 +163,8 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, RouteMiss> {
         // non-ASCII bytes arrive here only from a &str, so push the whole char
         let ch_len = utf8_len(b);
         let end = (i + ch_len).min(bytes.len());
-        out.push_str(std::str::from_utf8(&bytes[i..end]).map_err(|_| RouteMiss::BadPath)?);
+        let chunk = bytes.get(i..end).ok_or(RouteMiss::BadPath)?;
+        out.push_str(std::str::from_utf8(chunk).map_err(|_| RouteMiss::BadPath)?);
         i = end;
     }
     Ok(out)

@@ -119,7 +119,7 @@ impl PathTable {
             }
             candidate = match candidate.rfind('/') {
                 Some(0) | None => "/",
-                Some(cut) => &candidate[..cut],
+                Some(cut) => candidate.get(..cut).unwrap_or("/"),
             };
         }
     }

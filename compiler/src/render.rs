@@ -1,7 +1,7 @@
 //! Rendering diagnostics for people and machines: human, short (grep-style), JSON, GitHub
 //! workflow commands and SARIF 2.1.0.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::codes;
 use crate::diag::{Diagnostic, Severity};
@@ -174,13 +174,21 @@ fn sarif(diags: &[Diagnostic]) -> String {
     let results: Vec<Value> = diags
         .iter()
         .map(|d| {
-            let mut physical = json!({ "artifactLocation": { "uri": d.file } });
+            let mut physical = Map::new();
+            physical.insert("artifactLocation".into(), json!({ "uri": d.file }));
             if d.line > 0 {
-                physical["region"] = json!({ "startLine": d.line, "startColumn": d.col.max(1) });
+                physical.insert(
+                    "region".into(),
+                    json!({ "startLine": d.line, "startColumn": d.col.max(1) }),
+                );
             }
-            let mut loc = json!({ "physicalLocation": physical });
+            let mut loc = Map::new();
+            loc.insert("physicalLocation".into(), Value::Object(physical));
             if !d.path.is_empty() {
-                loc["logicalLocations"] = json!([{ "fullyQualifiedName": d.path }]);
+                loc.insert(
+                    "logicalLocations".into(),
+                    json!([{ "fullyQualifiedName": d.path }]),
+                );
             }
             json!({
                 "ruleId": d.code,

@@ -167,7 +167,7 @@ pub(crate) fn int_of(
 ) -> Option<i64> {
     let Value::Int(i) = node.value else {
         if let Value::Float(f) = node.value {
-            if f.fract() == 0.0 && f > 0.0 {
+            if f.fract() == 0.0 && f.abs() >= 9.2e18 {
                 sink.report(
                     codes::OUT_OF_RANGE,
                     pos(node),
