@@ -14,7 +14,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     exit 0
 fi
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; rmdir "$here"/artifacts/* "$here"/artifacts 2>/dev/null || true' EXIT
 cd "$here"
 for target in compile route_matcher; do
     mkdir -p "$work/$target"
