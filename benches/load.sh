@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end load: wrk against Aralez and against nginx (1 worker each, same loopback backend,
 # upstream keepalive), interleaved rounds, for tiny, 1 KiB and 100 KiB responses.
+# A bare pingora proxy (benches/bare_pingora.rs) runs alongside as the floor.
 # Prints req/s, p99 latency and proxy CPU time per request for both, and the ratios.
 # The proxies are pinned to CPU 0, wrk and the backend to CPU 1.
 # Usage: benches/load.sh [seconds-per-round (default 5)] [rounds (default 3)]
@@ -10,15 +11,16 @@ SECS=${1:-5}
 ROUNDS=${2:-3}
 CONNS=${CONNS:-32}
 bash scripts/deps.sh wrk nginx-light cmake build-essential pkg-config
-cargo build --release -q
+cargo build --release -q --bin aralez --example bare_pingora
+BARE=$PWD/target/release/examples/bare_pingora
 BIN=$PWD/target/release/aralez
 WORK=$(mktemp -d /tmp/aralez-load.XXXXXX)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BACK=$(port); NGX=$(port); ARZ=$(port); ADM=$(port)
+BACK=$(port); NGX=$(port); ARZ=$(port); ADM=$(port); BAR=$(port)
 
-mkdir -p "$WORK/www"
+chmod 755 "$WORK"; mkdir -p "$WORK/www"
 printf 'ok' > "$WORK/www/tiny"
 head -c 1024 /dev/zero | tr '\0' 'a' > "$WORK/www/1k"
 head -c 102400 /dev/zero | tr '\0' 'b' > "$WORK/www/100k"
@@ -80,9 +82,12 @@ taskset -c 1 nginx -c "$WORK/backend.conf" -p "$WORK"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK"
 taskset -c 0 "$BIN" -c "$WORK/main.yaml" 2>"$WORK/aralez.err" &
 echo $! > "$WORK/aralez.pid"
+taskset -c 0 "$BARE" "127.0.0.1:$BAR" "127.0.0.1:$BACK" 2>"$WORK/bare.err" &
+echo $! > "$WORK/bare.pid"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null && break; sleep 0.1; done
 NGX_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)   # the worker
 ARZ_PID=$(cat "$WORK/aralez.pid")
+BAR_PID=$(cat "$WORK/bare.pid")
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
@@ -110,8 +115,12 @@ printf '%-6s %-7s %10s %9s %12s %6s\n' size proxy "req/s" "p99 ms" "cpu us/req" 
 for size in tiny 1k 100k; do
   declare -A sum=()
   for r in $(seq "$ROUNDS"); do
-    for who in nginx aralez; do
-      if [ $who = nginx ]; then url="http://127.0.0.1:$NGX/$size"; pid=$NGX_PID; else url="http://127.0.0.1:$ARZ/$size"; pid=$ARZ_PID; fi
+    for who in nginx bare aralez; do
+      case $who in
+        nginx) url="http://127.0.0.1:$NGX/$size"; pid=$NGX_PID ;;
+        bare) url="http://127.0.0.1:$BAR/$size"; pid=$BAR_PID ;;
+        aralez) url="http://127.0.0.1:$ARZ/$size"; pid=$ARZ_PID ;;
+      esac
       read -r rps p99 cpu errs < <(round "$url" "$pid")
       printf '%-6s %-7s %10s %9s %12s %6s\n' "$size" "$who" "$rps" "$p99" "$cpu" "$errs"
       sum[$who.rps]=$(python3 -c "print(${sum[$who.rps]:-0}+$rps)")
@@ -119,10 +128,10 @@ for size in tiny 1k 100k; do
       sum[$who.cpu]=$(python3 -c "print(${sum[$who.cpu]:-0}+$cpu)")
     done
   done
-  python3 - "$size" "${sum[nginx.rps]}" "${sum[aralez.rps]}" "${sum[nginx.p99]}" "${sum[aralez.p99]}" "${sum[nginx.cpu]}" "${sum[aralez.cpu]}" <<'PY'
+  python3 - "$size" "${sum[nginx.rps]}" "${sum[aralez.rps]}" "${sum[nginx.p99]}" "${sum[aralez.p99]}" "${sum[nginx.cpu]}" "${sum[aralez.cpu]}" "${sum[bare.cpu]}" <<'PY'
 import sys
-size, nr, ar, np_, ap, nc, ac = sys.argv[1], *map(float, sys.argv[2:])
-print(f"RATIO {size}: aralez/nginx req/s {ar/nr:.2f}  p99 {ap/np_:.2f}  cpu/req {ac/nc:.2f}  (cpu us/req nginx {nc/ROUNDS if False else nc:.2f} aralez {ac:.2f} summed over rounds)")
+size, nr, ar, np_, ap, nc, ac, bc = sys.argv[1], *map(float, sys.argv[2:])
+print(f"RATIO {size}: aralez/nginx  req/s {ar/nr:.2f}  p99 {ap/np_:.2f}  cpu/req {ac/nc:.2f}   aralez/bare-pingora cpu/req {ac/bc:.2f}")
 PY
   unset sum
 done
