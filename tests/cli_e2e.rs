@@ -109,6 +109,17 @@ fn check_main_validates_both_files_and_referenced_paths() {
         "{err}"
     );
     assert!(out.contains("up.yaml: OK"), "{out}");
+    // a missing upstreams file is E0801 at the key that names it
+    d.write(
+        "main2.yaml",
+        "proxy_address_http: \"127.0.0.1:6193\"\nupstreams_conf: gone.yaml\n",
+    );
+    let (code, _, err) = run_cli(&["check", "--main", "main2.yaml"], d.path());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("E0801") && err.contains("main2.yaml:2:"),
+        "{err}"
+    );
     // --syntax-only does not look at referenced folders
     let (code, _, err) = run_cli(&["check", "--syntax-only", "--main", "main.yaml"], d.path());
     assert_eq!(code, 0, "{err}");

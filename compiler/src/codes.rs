@@ -68,6 +68,8 @@ codes! {
     ADMIN_TLS_INCOMPLETE = "E0205", "The admin TLS listener needs `config_tls_address`, `config_tls_certificate` and `config_tls_key_file` together.", "Set all three, or none.";
     MASTER_KEY_TWICE = "E0206", "Both `master_key` and `master_key_file` are set.", "Keep one of them (prefer `master_key_file`).";
     EMPTY_VALUE = "E0207", "An empty string where a name or path is required.", "Write a value or remove the key.";
+    REFERENCED_FILE_MISSING = "E0801", "A file that main.yaml names does not exist (reported by `aralez check --main` without `--syntax-only`, not by the pure compiler).", "Create the file or fix the path; relative paths are resolved against main.yaml's folder.";
+    REFERENCED_FOLDER_MISSING = "E0802", "A folder that main.yaml names (or the folder of a file it will write) does not exist (reported by `aralez check --main`).", "Create the folder or fix the path; relative paths are resolved against main.yaml's folder.";
     UNSUPPORTED = "E0900", "A setting that this build of aralez does not support yet.", "Remove the setting.";
     DEPRECATED = "W0001", "An Aralez 0.92 spelling; still accepted.", "Use the canonical spelling given in the message.";
     TO_HTTPS_NO_TLS = "W0002", "`to_https` while no TLS listener (`proxy_address_tls`) is configured.", "Configure `proxy_address_tls`, or remove `to_https`.";

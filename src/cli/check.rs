@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use aralez_compiler::render::{render, Format};
-use aralez_compiler::{Diagnostic, Located, Severity, Source};
+use aralez_compiler::{codes, Diagnostic, Located, Severity, Source};
 
 use crate::config::{LoadedMain, MainError, UpstreamSources};
 
@@ -155,7 +155,13 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut file = |key: &str, loc: &Located<String>| {
         if !main.resolve(&loc.value).is_file() {
-            out.push(missing(name, key, loc, "E0801", "file"));
+            out.push(missing(
+                name,
+                key,
+                loc,
+                codes::REFERENCED_FILE_MISSING,
+                "file",
+            ));
         }
     };
     file("upstreams_conf", &cfg.upstreams_conf);
@@ -174,7 +180,13 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
     ] {
         if let Some(loc) = loc {
             if !main.resolve(&loc.value).is_dir() {
-                out.push(missing(name, key, loc, "E0802", "folder"));
+                out.push(missing(
+                    name,
+                    key,
+                    loc,
+                    codes::REFERENCED_FOLDER_MISSING,
+                    "folder",
+                ));
             }
         }
     }
@@ -183,7 +195,13 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
             let path = main.resolve(&loc.value);
             let parent = path.parent().unwrap_or_else(|| Path::new("."));
             if !parent.as_os_str().is_empty() && !parent.is_dir() {
-                out.push(missing(name, key, loc, "E0802", "folder for the"));
+                out.push(missing(
+                    name,
+                    key,
+                    loc,
+                    codes::REFERENCED_FOLDER_MISSING,
+                    "folder for the",
+                ));
             }
         }
     }

@@ -137,8 +137,12 @@ pub(crate) fn entry(
         ("server_headers", Scope::Path | Scope::Service) => "headers",
         (k, _) => k,
     };
-    if refused(sink, ctx, e.key_node, &path, e.key, e.key)
-        || (canonical != e.key && refused(sink, ctx, e.key_node, &path, e.key, canonical))
+    // A feature switched off (`sticky_sessions: false`, `to_https: false`…) asks nothing of the
+    // runtime, so it is accepted even where the feature is not supported.
+    let switched_off = matches!(e.value.value, crate::yaml::Value::Bool(false));
+    if !switched_off
+        && (refused(sink, ctx, e.key_node, &path, e.key, e.key)
+            || (canonical != e.key && refused(sink, ctx, e.key_node, &path, e.key, canonical)))
     {
         return true;
     }
