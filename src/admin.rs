@@ -1,6 +1,6 @@
 //! The admin listener (`config_address`): health probes and config status.
 //!
-//! Endpoints: `GET /livez`, `GET /readyz` and `GET /config/status`. Read-only endpoints other than
+//! Endpoints: `GET /livez`, `GET /readyz`, `GET /config/status` and `GET /metrics`. Read-only endpoints other than
 //! the probes need the master key (`Authorization: Bearer <key>` or `?key=<key>`) unless
 //! `admin_public_readonly: true` or no master key is configured.
 
@@ -12,12 +12,14 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::metrics::Metrics;
 use crate::plan_store::PlanStore;
 use crate::secret::ct_eq;
 
 /// The admin API application.
 pub struct Admin {
     store: Arc<PlanStore>,
+    metrics: Arc<Metrics>,
     master_key: Option<String>,
     public_readonly: bool,
     ready: Arc<AtomicBool>,
@@ -27,12 +29,14 @@ impl Admin {
     /// An admin API over `store`; `ready` flips to true once the listeners are bound.
     pub fn new(
         store: Arc<PlanStore>,
+        metrics: Arc<Metrics>,
         master_key: Option<String>,
         public_readonly: bool,
         ready: Arc<AtomicBool>,
     ) -> Self {
         Self {
             store,
+            metrics,
             master_key,
             public_readonly,
             ready,
@@ -110,6 +114,16 @@ impl ServeHttp for Admin {
                     return unauthorized();
                 }
                 reply(StatusCode::OK, "application/json", self.store.status_json())
+            }
+            "/metrics" => {
+                if !self.public_readonly && !self.authorized(session) {
+                    return unauthorized();
+                }
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.metrics.render(),
+                )
             }
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod files;
 pub mod log;
+pub mod metrics;
 pub mod plan_store;
 pub mod proxy;
 pub mod secret;

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::UpstreamSources;
+use crate::metrics::Metrics;
 
 /// A plan plus the runtime view of its backends (addresses resolved off the request path).
 #[derive(Debug)]
@@ -175,6 +176,7 @@ pub struct PlanStore {
     current: ArcSwap<Active>,
     pipeline: Mutex<Pipeline>,
     compile_ctx: CompileSettings,
+    metrics: Arc<Metrics>,
 }
 
 /// Settings from main.yaml that the upstreams compiler needs on every reload.
@@ -189,6 +191,7 @@ impl PlanStore {
     pub fn start(
         sources: &UpstreamSources,
         settings: CompileSettings,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, Vec<Diagnostic>> {
         let compiled = compile(sources, &settings)?;
         let (active, warnings) = Active::build(compiled.value);
@@ -203,7 +206,17 @@ impl PlanStore {
             diagnostics: compiled.warnings,
             warnings,
         };
+        metrics.set_active_hash(&active.plan.hash);
+        metrics
+            .config_reloads
+            .with_label_values(&["applied", "start"])
+            .inc();
+        metrics.config_last_reload_successful.set(1);
+        metrics
+            .config_last_reload_success_ts
+            .set(i64::try_from(active.since).unwrap_or(i64::MAX));
         Ok(Self {
+            metrics,
             current: ArcSwap::from_pointee(active),
             pipeline: Mutex::new(Pipeline {
                 last_input: Some(sources.clone()),
@@ -223,6 +236,10 @@ impl PlanStore {
     pub fn apply(&self, sources: &UpstreamSources, trigger: &str) -> Outcome {
         let mut pipeline = self.lock();
         if pipeline.last_input.as_ref() == Some(sources) {
+            self.metrics
+                .config_reloads
+                .with_label_values(&["unchanged", trigger])
+                .inc();
             return Outcome::Unchanged;
         }
         let (outcome, attempt) = match compile(sources, &self.compile_ctx) {
@@ -232,7 +249,11 @@ impl PlanStore {
                 for w in &warnings {
                     log::warn!("{w}");
                 }
+                let since = i64::try_from(active.since).unwrap_or(i64::MAX);
                 self.current.store(Arc::new(active));
+                self.metrics.set_active_hash(&hash);
+                self.metrics.config_last_reload_successful.set(1);
+                self.metrics.config_last_reload_success_ts.set(since);
                 pipeline.last_input = Some(sources.clone());
                 log::info!("config applied ({trigger}): plan {hash}");
                 let attempt = Attempt {
@@ -265,6 +286,13 @@ impl PlanStore {
                 (Outcome::Rejected(diags), attempt)
             }
         };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[attempt.result, trigger])
+            .inc();
+        if attempt.result == "rejected" {
+            self.metrics.config_last_reload_successful.set(0);
+        }
         pipeline.last_attempt = Some(attempt);
         outcome
     }

@@ -17,6 +17,7 @@ use pingora::{Error, ErrorType, Result};
 
 use aralez_compiler::matcher::RouteMiss;
 
+use crate::metrics::Metrics;
 use crate::plan_store::{Active, PlanStore};
 use aralez_compiler::Cidr;
 
@@ -54,12 +55,17 @@ pub enum AccessLog {
 pub struct Proxy {
     store: Arc<PlanStore>,
     settings: ProxySettings,
+    metrics: Arc<Metrics>,
 }
 
 impl Proxy {
     /// A proxy serving whatever `store` holds.
-    pub fn new(store: Arc<PlanStore>, settings: ProxySettings) -> Self {
-        Self { store, settings }
+    pub fn new(store: Arc<PlanStore>, settings: ProxySettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            settings,
+            metrics,
+        }
     }
 }
 
@@ -72,6 +78,7 @@ pub struct RequestCtx {
     tries: usize,
     peer_id: Option<String>,
     client_ip: Option<IpAddr>,
+    counted_in_flight: bool,
 }
 
 /// Most retries on connection failures, across distinct backends.
@@ -90,11 +97,14 @@ impl ProxyHttp for Proxy {
             tries: 0,
             peer_id: None,
             client_ip: None,
+            counted_in_flight: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let active = self.store.load();
+        self.metrics.in_flight.inc();
+        ctx.counted_in_flight = true;
         ctx.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -167,8 +177,21 @@ impl ProxyHttp for Proxy {
             .and_then(|(a, i)| a.routes.get(i))
             .map_or(0, |r| r.peers.len());
         log::warn!("connect to {peer} failed: {e}");
+        if let Some(route) = route_of(ctx) {
+            let backend = ctx.peer_id.as_deref().unwrap_or("-");
+            self.metrics
+                .upstream_requests
+                .with_label_values(&[route.id.as_str(), backend, "connect_error"])
+                .inc();
+        }
         if ctx.tries < backends.min(MAX_CONNECT_TRIES) {
             e.set_retry(true);
+            if let Some(route) = route_of(ctx) {
+                self.metrics
+                    .retries
+                    .with_label_values(&[route.id.as_str()])
+                    .inc();
+            }
         }
         e
     }
@@ -261,6 +284,7 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.record_metrics(session, e, ctx, status);
         let log_it = match self.settings.access_log {
             AccessLog::Off => false,
             AccessLog::All => true,
@@ -284,6 +308,62 @@ impl ProxyHttp for Proxy {
             route,
             e.map(|e| format!(" error={:?}", e.etype())).unwrap_or_default(),
         );
+    }
+}
+
+impl Proxy {
+    fn record_metrics(
+        &self,
+        session: &Session,
+        e: Option<&Error>,
+        ctx: &mut RequestCtx,
+        status: u16,
+    ) {
+        if ctx.counted_in_flight {
+            self.metrics.in_flight.dec();
+            ctx.counted_in_flight = false;
+        }
+        let route = route_of(ctx).map_or("none", |r| r.id.as_str());
+        let code_buf = itoa_status(status);
+        let code = code_buf.as_str();
+        self.metrics
+            .requests
+            .with_label_values(&[
+                route,
+                crate::metrics::method_label(&session.req_header().method),
+                code,
+            ])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(backend) = ctx.peer_id.as_deref() {
+            let outcome = if e.is_some() { "error" } else { "ok" };
+            self.metrics
+                .upstream_requests
+                .with_label_values(&[route, backend, outcome])
+                .inc();
+        }
+    }
+}
+
+/// Status code as text without a heap allocation for the common codes.
+fn itoa_status(status: u16) -> StatusText {
+    let mut buf = [b'0'; 3];
+    let s = status.min(999);
+    buf[0] = b'0' + (s / 100) as u8;
+    buf[1] = b'0' + (s / 10 % 10) as u8;
+    buf[2] = b'0' + (s % 10) as u8;
+    StatusText(buf)
+}
+
+/// Three ASCII digits.
+struct StatusText([u8; 3]);
+
+impl StatusText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("000")
     }
 }
 

@@ -85,7 +85,14 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     let settings = CompileSettings {
         tls_listener: cfg.proxy_address_tls.is_some(),
     };
-    let store = match PlanStore::start(&sources, settings) {
+    let metrics = match crate::metrics::Metrics::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            log::error!("metrics: {e}");
+            return 2;
+        }
+    };
+    let store = match PlanStore::start(&sources, settings, metrics.clone()) {
         Ok(s) => Arc::new(s),
         Err(diags) => {
             eprint!("{}", render(&diags, Format::Human, &sources.as_sources()));
@@ -142,7 +149,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &conf,
-        Proxy::new(store.clone(), proxy_settings),
+        Proxy::new(store.clone(), proxy_settings, metrics.clone()),
         "proxy",
     );
     proxy.add_tcp(&cfg.proxy_address_http.to_string());
@@ -153,6 +160,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         "admin".to_string(),
         Admin::new(
             store.clone(),
+            metrics.clone(),
             master_key,
             cfg.admin_public_readonly,
             ready.clone(),

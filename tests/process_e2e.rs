@@ -157,3 +157,58 @@ fn pipelined_and_malformed_requests_do_not_desync() {
     .unwrap();
     assert_eq!(r.status, 400);
 }
+
+#[test]
+fn metrics_move_with_traffic_and_reloads() {
+    let b = Backend::start("a");
+    let proxy = Proxy::start(&upstreams(&b));
+    for _ in 0..3 {
+        assert_eq!(
+            get(proxy.http, "x", "/secret-path?token=abc", &[])
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    assert_eq!(get(proxy.http, "x", "/../escape", &[]).unwrap().status, 400);
+    proxy.write_upstreams("provider: file\nbroken: [\n");
+    let text = || get(proxy.admin, "a", "/metrics", &[]).unwrap().text();
+    let seen = proxy.wait_for(Duration::from_secs(3), || {
+        text().contains("aralez_config_reloads_total{result=\"rejected\",trigger=\"file\"} 1")
+    });
+    assert!(seen.is_some(), "{}", text());
+    let t = text();
+    assert!(
+        t.contains("aralez_http_requests_total{code=\"200\",method=\"GET\",route=\"DEFAULT/\"} 3"),
+        "{t}"
+    );
+    assert!(
+        t.contains("aralez_http_requests_total{code=\"400\",method=\"GET\",route=\"none\"} 1"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "aralez_upstream_requests_total{{backend=\"{}\",outcome=\"ok\",route=\"DEFAULT/\"}} 3",
+            b.addr
+        )),
+        "{t}"
+    );
+    assert!(t.contains("aralez_config_last_reload_successful 0"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "aralez_config_info{{hash=\"{}\"}} 1",
+            proxy.active_hash()
+        )),
+        "{t}"
+    );
+    assert!(t.contains("aralez_build_info{version="), "{t}");
+    assert!(
+        t.contains("aralez_http_request_duration_seconds_bucket"),
+        "{t}"
+    );
+    // labels never carry raw paths, query strings or client addresses
+    assert!(
+        !t.contains("secret-path") && !t.contains("token") && !t.contains("127.0.0.1\""),
+        "{t}"
+    );
+}

@@ -1,0 +1,173 @@
+//! Prometheus metrics. Labels come from plan identifiers only (route ids, backend ids, config
+//! hashes, certificate names): never a raw path, Host header, client IP or token.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric Aralez exports, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    /// `aralez_http_requests_total{route,method,code}`.
+    pub requests: IntCounterVec,
+    /// `aralez_http_request_duration_seconds{route}`.
+    pub duration: HistogramVec,
+    /// `aralez_http_requests_in_flight`.
+    pub in_flight: IntGauge,
+    /// `aralez_upstream_requests_total{route,backend,outcome}` (outcome: ok, error, connect_error).
+    pub upstream_requests: IntCounterVec,
+    /// `aralez_upstream_retries_total{route}`.
+    pub retries: IntCounterVec,
+    /// `aralez_upstream_healthy{route,backend}` (1 healthy, 0 not).
+    pub upstream_healthy: IntGaugeVec,
+    /// `aralez_auth_rejected_total{route,scheme}`.
+    pub auth_rejected: IntCounterVec,
+    /// `aralez_ratelimit_rejected_total{route,kind}` (kind: rate, x4xx).
+    pub ratelimit_rejected: IntCounterVec,
+    /// `aralez_config_reloads_total{result,trigger}`.
+    pub config_reloads: IntCounterVec,
+    /// `aralez_config_last_reload_successful`.
+    pub config_last_reload_successful: IntGauge,
+    /// `aralez_config_last_reload_success_timestamp_seconds`.
+    pub config_last_reload_success_ts: IntGauge,
+    /// `aralez_config_info{hash}` (1 for the active plan).
+    pub config_info: IntGaugeVec,
+    /// `aralez_tls_certificate_not_after_timestamp_seconds{name}`.
+    pub tls_not_after: IntGaugeVec,
+    /// `aralez_tls_certificate_load_errors_total{name}`.
+    pub tls_load_errors: IntCounterVec,
+}
+
+/// Bounded method label: the standard methods, else `OTHER`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Errors from creating the registry (only on duplicate or invalid metric definitions: a bug).
+pub type MetricsError = prometheus::Error;
+
+impl Metrics {
+    /// Creates and registers every metric; `aralez_build_info{version}` is set to 1.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, MetricsError> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let gauge_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, MetricsError> {
+                let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, MetricsError> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let build = gauge_vec("aralez_build_info", "Build information.", &["version"])?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "aralez_http_request_duration_seconds",
+                "Time from request head to the end of the response, by route.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route"],
+        )?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self {
+            requests: counter(
+                "aralez_http_requests_total",
+                "Requests answered, by route, method and status code.",
+                &["route", "method", "code"],
+            )?,
+            duration,
+            in_flight: gauge("aralez_http_requests_in_flight", "Requests being served now.")?,
+            upstream_requests: counter(
+                "aralez_upstream_requests_total",
+                "Requests sent to upstream backends, by outcome.",
+                &["route", "backend", "outcome"],
+            )?,
+            retries: counter(
+                "aralez_upstream_retries_total",
+                "Requests retried on another backend after a connection failure.",
+                &["route"],
+            )?,
+            upstream_healthy: gauge_vec(
+                "aralez_upstream_healthy",
+                "1 when the backend passes its health check.",
+                &["route", "backend"],
+            )?,
+            auth_rejected: counter(
+                "aralez_auth_rejected_total",
+                "Requests refused by authentication.",
+                &["route", "scheme"],
+            )?,
+            ratelimit_rejected: counter(
+                "aralez_ratelimit_rejected_total",
+                "Requests refused with 429 by a rate or 4xx limit.",
+                &["route", "kind"],
+            )?,
+            config_reloads: counter(
+                "aralez_config_reloads_total",
+                "Config reload attempts, by result and trigger.",
+                &["result", "trigger"],
+            )?,
+            config_last_reload_successful: gauge(
+                "aralez_config_last_reload_successful",
+                "1 when the last reload attempt applied (or was unchanged), 0 when it was rejected.",
+            )?,
+            config_last_reload_success_ts: gauge(
+                "aralez_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last applied config.",
+            )?,
+            config_info: gauge_vec("aralez_config_info", "The active plan's hash (value 1).", &["hash"])?,
+            tls_not_after: gauge_vec(
+                "aralez_tls_certificate_not_after_timestamp_seconds",
+                "Expiry of each loaded certificate.",
+                &["name"],
+            )?,
+            tls_load_errors: counter(
+                "aralez_tls_certificate_load_errors_total",
+                "Certificate pairs skipped because they did not load.",
+                &["name"],
+            )?,
+            registry,
+        })
+    }
+
+    /// Records a new active plan hash (the previous one's series is removed).
+    pub fn set_active_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
