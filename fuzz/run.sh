@@ -10,13 +10,17 @@ if ! rustup toolchain list 2>/dev/null | grep -q nightly; then
     exit 0
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: SKIP (cargo-fuzz not installed; install with 'cargo install cargo-fuzz')"
-    exit 0
+    echo "fuzz: installing cargo-fuzz"
+    if ! cargo install --quiet --locked cargo-fuzz; then
+        echo "fuzz: SKIP (cargo-fuzz could not be installed)"
+        exit 0
+    fi
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"; rmdir "$here"/artifacts/* "$here"/artifacts 2>/dev/null || true' EXIT
 cd "$here"
-for target in compile route_matcher; do
+for src in fuzz_targets/*.rs; do
+    target="$(basename "$src" .rs)"
     mkdir -p "$work/$target"
     cp -r "seeds/$target/." "$work/$target/"
     echo "fuzz: $target for ${secs}s"
