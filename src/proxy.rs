@@ -34,6 +34,8 @@ pub struct ProxySettings {
     pub access_log: AccessLog,
     /// Largest accepted request head (request line + headers), in bytes.
     pub max_request_header_bytes: usize,
+    /// Seconds a client connection may sit idle between requests.
+    pub downstream_idle_timeout: u64,
     /// Port of the TLS listener, for `to_https` redirects (`None`: 443 implied).
     pub https_port: Option<u16>,
     /// The `Via` token of this process; seeing it on an incoming request means a loop.
@@ -103,6 +105,7 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let active = self.store.load();
+        session.set_keepalive(Some(self.settings.downstream_idle_timeout));
         self.metrics.in_flight.inc();
         ctx.counted_in_flight = true;
         ctx.client_ip = session

@@ -108,16 +108,24 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             return 2;
         }
     };
-    if let Some(pid_file) = &cfg.pid_file {
-        if let Err(e) = write_pid_file(&main.resolve(&pid_file.value)) {
+    let daemon = opts.daemon || cfg.daemon;
+    let pid_path = cfg.pid_file.as_ref().map(|p| main.resolve(&p.value));
+    if let Some(path) = &pid_path {
+        // Daemonized, pingora writes the PID of the forked process itself.
+        let written = if daemon {
+            refuse_symlink(path)
+        } else {
+            write_pid_file(path)
+        };
+        if let Err(e) = written {
             log::error!("pid_file: {e}");
             return 2;
         }
     }
 
-    let conf = ServerConf {
+    let mut conf = ServerConf {
         threads: cfg.threads,
-        daemon: opts.daemon || cfg.daemon,
+        daemon,
         upgrade_sock: main.resolve(&cfg.upgrade_sock.value).display().to_string(),
         upstream_keepalive_pool_size: cfg.upstream_keepalive_pool_size,
         grace_period_seconds: Some(1),
@@ -125,9 +133,12 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         work_stealing: false,
         ..ServerConf::default()
     };
+    if let (true, Some(path)) = (daemon, &pid_path) {
+        conf.pid_file = path.display().to_string();
+    }
     let opt = Opt {
         upgrade: opts.upgrade,
-        daemon: opts.daemon || cfg.daemon,
+        daemon,
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -144,6 +155,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             aralez_compiler::AccessLogMode::Errors => AccessLog::Errors,
         },
         max_request_header_bytes: cfg.max_request_header_bytes,
+        downstream_idle_timeout: cfg.downstream_idle_timeout,
         https_port: cfg.proxy_address_tls.map(|a| a.port()),
         via_token: via_token(),
     };
@@ -189,8 +201,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         return 2;
     }
     server.run(RunArgs::default());
-    if let Some(pid_file) = &cfg.pid_file {
-        let _ = std::fs::remove_file(main.resolve(&pid_file.value));
+    if let Some(path) = &pid_path {
+        let _ = std::fs::remove_file(path);
     }
     0
 }
@@ -234,15 +246,19 @@ fn master_key(main: &LoadedMain) -> Result<Option<String>, String> {
 
 /// Writes the PID; refuses to follow a symlink at that path.
 fn write_pid_file(path: &Path) -> std::io::Result<()> {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_symlink() {
-            return Err(std::io::Error::other(format!(
-                "{} is a symlink; refusing to write",
-                path.display()
-            )));
-        }
-    }
+    refuse_symlink(path)?;
     std::fs::write(path, format!("{}\n", std::process::id()))
+}
+
+/// Errors when `path` is a symlink (a PID file must not be redirected elsewhere).
+fn refuse_symlink(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::other(format!(
+            "{} is a symlink; refusing to write",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A token that identifies this process in `Via` headers (hop guard).

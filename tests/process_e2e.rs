@@ -212,3 +212,48 @@ fn metrics_move_with_traffic_and_reloads() {
         "{t}"
     );
 }
+
+#[test]
+fn idle_client_connections_are_closed_after_downstream_idle_timeout() {
+    use std::io::{Read, Write};
+    let b = Backend::start("a");
+    let proxy = Proxy::start_opts(
+        &upstreams(&b),
+        ProxyOpts {
+            main_extra: "downstream_idle_timeout: 1\n",
+            ..Default::default()
+        },
+    );
+    let mut s = std::net::TcpStream::connect(proxy.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    assert_eq!(common::read_response(&mut r, false).unwrap().status, 200);
+    let start = Instant::now();
+    let mut buf = [0u8; 1];
+    let n = r.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the server closes the idle connection");
+    let idle = start.elapsed();
+    assert!(
+        idle >= Duration::from_millis(800) && idle < Duration::from_secs(4),
+        "{idle:?}"
+    );
+}
+
+#[test]
+fn a_pid_file_that_is_a_symlink_is_refused() {
+    let b = Backend::start("a");
+    let dir = common::TempDir::new("pidlink");
+    std::os::unix::fs::symlink("/tmp/aralez-victim", dir.path().join("aralez.pid")).unwrap();
+    let main = format!(
+        "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: up.yaml\npid_file: aralez.pid\n",
+        common::free_port(),
+        common::free_port()
+    );
+    dir.write("up.yaml", &upstreams(&b));
+    dir.write("main.yaml", &main);
+    let (code, _, err) = common::run_cli(&["-c", "main.yaml"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("symlink"), "{err}");
+    assert!(!std::path::Path::new("/tmp/aralez-victim").exists());
+}
