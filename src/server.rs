@@ -165,7 +165,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         "proxy",
     );
     proxy.add_tcp(&cfg.proxy_address_http.to_string());
-    server.add_service(proxy);
+    let proxy_handle = server.add_service(proxy);
 
     let ready = Arc::new(AtomicBool::new(false));
     let mut admin = Service::new(
@@ -180,7 +180,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     );
     admin.threads = Some(1);
     admin.add_tcp(&cfg.config_address.to_string());
-    server.add_service(admin);
+    let admin_handle = server.add_service(admin);
 
     if let (Some(folder), Some(addr)) = (&cfg.file_server_folder, cfg.file_server_address) {
         match crate::files::file_service(&main.resolve(&folder.value), addr) {
@@ -194,7 +194,9 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             }
         }
     }
-    server.add_service(background_service("readiness", Readiness(ready)));
+    // ready once the proxy and admin listeners are bound and serving
+    let readiness = server.add_service(background_service("readiness", Readiness(ready)));
+    readiness.add_dependencies([&proxy_handle, &admin_handle]);
 
     if let Err(e) = crate::sources::file_watch::spawn(store, upstreams) {
         log::error!("cannot watch the upstreams file: {e}");
