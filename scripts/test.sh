@@ -32,6 +32,15 @@ if cargo tree -e normal -i openssl-sys >/dev/null 2>&1; then
 fi
 echo "ok: no openssl-sys"
 
+step "static musl release build"
+if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
+  bash scripts/deps.sh musl-tools
+  cargo build --release --target x86_64-unknown-linux-musl --bin aralez
+  file target/x86_64-unknown-linux-musl/release/aralez || true
+else
+  echo "musl: SKIP (the x86_64-unknown-linux-musl target is not installed on this toolchain and cannot be downloaded here)"
+fi
+
 if [ "${1:-}" != "--no-fuzz" ]; then
   step "fuzz targets, briefly"
   bash fuzz/run.sh 20
