@@ -82,8 +82,21 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             return 2;
         }
     };
+    let master_key = match master_key(&main) {
+        Ok(k) => k,
+        Err(e) => {
+            log::error!("{e}");
+            return 2;
+        }
+    };
     let settings = CompileSettings {
         tls_listener: cfg.proxy_address_tls.is_some(),
+        auth: crate::auth::AuthSettings {
+            master_key: master_key.as_deref().map(Into::into),
+            base_dir: upstreams
+                .parent()
+                .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf),
+        },
     };
     let metrics = match crate::metrics::Metrics::new() {
         Ok(m) => Arc::new(m),
@@ -101,13 +114,6 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     };
     log::info!("plan {} active", store.load().plan.hash);
 
-    let master_key = match master_key(&main) {
-        Ok(k) => k,
-        Err(e) => {
-            log::error!("{e}");
-            return 2;
-        }
-    };
     if let Some(pid_file) = &cfg.pid_file {
         if let Err(e) = write_pid_file(&main.resolve(&pid_file.value)) {
             log::error!("pid_file: {e}");
@@ -164,7 +170,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             master_key,
             cfg.admin_public_readonly,
             ready.clone(),
-        ),
+        )
+        .with_config_api(upstreams.clone(), cfg.config_api_enabled),
     );
     admin.threads = Some(1);
     admin.add_tcp(&cfg.config_address.to_string());
