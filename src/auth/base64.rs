@@ -162,7 +162,8 @@ mod tests {
         assert_eq!(decode_url_nopad(b"Zg=="), Err(Base64Error::BadPadding));
         assert_eq!(decode_url_nopad(b"Zm9vY"), Err(Base64Error::BadLength));
         assert_eq!(decode_url_nopad(b"Zh"), Err(Base64Error::NonCanonical));
-        assert_eq!(decode_url_nopad(b"Zm9"), Ok(b"fo".to_vec()));
+        assert_eq!(decode_url_nopad(b"Zm8"), Ok(b"fo".to_vec()));
+        assert_eq!(decode_url_nopad(b"Zm9"), Err(Base64Error::NonCanonical));
         assert_eq!(decode_url_nopad(b"Zm-"), Err(Base64Error::NonCanonical));
         assert_eq!(decode_url_nopad(b"Zm 9"), Err(Base64Error::BadChar));
         assert_eq!(decode_std_padded(b"Zg"), Err(Base64Error::BadLength));
