@@ -16,7 +16,7 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"; rmdir "$here"/artifacts/* "$here"/artifacts 2>/dev/null || true' EXIT
 cd "$here"
-for target in compile route_matcher; do
+for target in compile route_matcher jwt basic_header; do
     mkdir -p "$work/$target"
     cp -r "seeds/$target/." "$work/$target/"
     echo "fuzz: $target for ${secs}s"
