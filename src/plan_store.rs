@@ -425,18 +425,7 @@ fn compile(
                 .files
                 .first()
                 .map_or("upstreams.yaml", |(n, _)| n.as_str());
-            Err(errors
-                .into_iter()
-                .map(|e| {
-                    Diagnostic::new(
-                        aralez_compiler::codes::AUTH_SECRET_UNAVAILABLE,
-                        file,
-                        (0, 0),
-                        &format!("{:?}.paths.{:?}.authorization", e.host, e.path),
-                        e.message,
-                    )
-                })
-                .collect())
+            Err(crate::auth::secret_diagnostics(errors, file))
         }
     }
 }

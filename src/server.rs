@@ -224,7 +224,7 @@ fn level_filter(cfg: &aralez_compiler::MainConfig) -> log::LevelFilter {
 }
 
 /// The master key: `master_key`, else `master_key_file`, else env `ARALEZ_MASTER_KEY`.
-fn master_key(main: &LoadedMain) -> Result<Option<String>, String> {
+pub(crate) fn master_key(main: &LoadedMain) -> Result<Option<String>, String> {
     if let Some(k) = &main.config.master_key {
         return Ok(Some(k.clone()));
     }

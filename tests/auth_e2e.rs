@@ -509,3 +509,36 @@ fn unreadable_creds_file_is_refused_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn check_with_main_reports_unresolvable_secrets() {
+    let dir = TempDir::new("auth-check");
+    dir.write(
+        "upstreams.yaml",
+        &format!(
+            "provider: file\n{HOST}:\n  paths:\n    \"/\":\n      authorization: {{type: jwt}}\n      servers: [\"127.0.0.1:9\"]\n    \"/k\":\n      authorization: {{type: apikey, creds_file: \"nope.key\"}}\n      servers: [\"127.0.0.1:9\"]\n"
+        ),
+    );
+    dir.write(
+        "main.yaml",
+        "proxy_address_http: \"127.0.0.1:1\"\nupstreams_conf: upstreams.yaml\n",
+    );
+    let (code, _out, err) = common::run_cli(&["check", "--main", "main.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("E0803").count(), 2, "{err}");
+    assert!(
+        err.contains("master key") && err.contains("nope.key"),
+        "{err}"
+    );
+    // with the master key and the file in place, it passes
+    dir.write("nope.key", "a-key-that-is-long-enough\n");
+    dir.write(
+        "main.yaml",
+        &format!(
+            "proxy_address_http: \"127.0.0.1:1\"\nupstreams_conf: upstreams.yaml\n{}",
+            master_opts()
+        ),
+    );
+    let (code, out, err) = common::run_cli(&["check", "--main", "main.yaml"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -271,6 +271,26 @@ pub struct SecretError {
     pub message: String,
 }
 
+/// [`SecretError`]s as E0803 diagnostics against `file` (upstreams.yaml; no line: the problem is
+/// in the file system or main.yaml, not at a place in the text).
+pub fn secret_diagnostics(
+    errors: Vec<SecretError>,
+    file: &str,
+) -> Vec<aralez_compiler::Diagnostic> {
+    errors
+        .into_iter()
+        .map(|e| {
+            aralez_compiler::Diagnostic::new(
+                aralez_compiler::codes::AUTH_SECRET_UNAVAILABLE,
+                file,
+                (0, 0),
+                &format!("{:?}.paths.{:?}.authorization", e.host, e.path),
+                e.message,
+            )
+        })
+        .collect()
+}
+
 /// Resolves the auth of every route of `plan`. Returns the table and warnings (short secrets in
 /// files), or every route whose secret cannot be loaded.
 pub fn resolve(
