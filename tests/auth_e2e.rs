@@ -541,4 +541,15 @@ fn check_with_main_reports_unresolvable_secrets() {
     );
     let (code, out, err) = common::run_cli(&["check", "--main", "main.yaml"], dir.path());
     assert_eq!(code, 0, "{out}{err}");
+    // a short secret in a file is a warning, like an inline one
+    dir.write("nope.key", "short\n");
+    let (code, _out, err) = common::run_cli(
+        &["check", "--main", "main.yaml", "--deny-warnings"],
+        dir.path(),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("W0003") && err.contains("shorter than 16"),
+        "{err}"
+    );
 }

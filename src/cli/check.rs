@@ -123,9 +123,16 @@ pub fn run(args: &CheckArgs) -> i32 {
                             .parent()
                             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
                     };
-                    if let Err(errors) = crate::auth::resolve(&c.value, &settings) {
-                        let name = sources.files.first().map_or("", |(n, _)| n.as_str());
-                        diags.extend(crate::auth::secret_diagnostics(errors, name));
+                    let name = sources.files.first().map_or("", |(n, _)| n.as_str());
+                    match crate::auth::resolve(&c.value, &settings) {
+                        Ok((_, warnings)) => diags.extend(
+                            warnings
+                                .into_iter()
+                                .map(|w| Diagnostic::new(codes::SHORT_SECRET, name, (0, 0), "", w)),
+                        ),
+                        Err(errors) => {
+                            diags.extend(crate::auth::secret_diagnostics(errors, name));
+                        }
                     }
                 }
                 diags.extend(c.warnings);
