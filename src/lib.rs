@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod files;
@@ -19,11 +21,9 @@ pub mod sources;
 /// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
 /// them (E0900) instead of silently ignoring them.
 pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &[
-    "authorization",
     "rate_limit",
     "x4xx_limit",
     "sticky_sessions",
-    "forward_auth_header",
     "verify_upstream_tls",
     "provider:consul",
     "provider:kubernetes",

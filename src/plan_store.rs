@@ -25,6 +25,8 @@ pub struct Active {
     pub routes: Vec<RoutePeers>,
     /// Unix time (seconds) when this plan became active.
     pub since: u64,
+    /// Per route (same index as `plan.routes`), its authentication with secrets resolved.
+    pub auth: crate::auth::AuthTable,
 }
 
 /// The resolved backends of one route and its round-robin cursor.
@@ -96,6 +98,7 @@ impl Active {
             plan,
             routes,
             since: unix_now(),
+            auth: crate::auth::AuthTable::default(),
         };
         (active, warnings)
     }
@@ -169,6 +172,16 @@ pub enum Outcome {
 struct Pipeline {
     last_input: Option<UpstreamSources>,
     last_attempt: Option<Attempt>,
+    /// Set while a config pushed through the API and not saved is serving.
+    unsaved_push: Option<UnsavedPush>,
+}
+
+/// A pushed config that differs from the files on disk.
+struct UnsavedPush {
+    /// Unix time of the push.
+    at: u64,
+    /// The files on disk when it was pushed (`None`: they could not be read).
+    disk: Option<UpstreamSources>,
 }
 
 /// The atomic home of the running plan.
@@ -184,6 +197,8 @@ pub struct PlanStore {
 pub struct CompileSettings {
     /// A TLS listener is configured.
     pub tls_listener: bool,
+    /// The master key and the folder of secret files, to resolve route auth.
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl PlanStore {
@@ -193,8 +208,10 @@ impl PlanStore {
         settings: CompileSettings,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Vec<Diagnostic>> {
-        let compiled = compile(sources, &settings)?;
-        let (active, warnings) = Active::build(compiled.value);
+        let (compiled, auth, auth_warnings) = compile(sources, &settings)?;
+        let (mut active, mut warnings) = Active::build(compiled.value);
+        active.auth = auth;
+        warnings.extend(auth_warnings);
         for w in &warnings {
             log::warn!("{w}");
         }
@@ -221,6 +238,7 @@ impl PlanStore {
             pipeline: Mutex::new(Pipeline {
                 last_input: Some(sources.clone()),
                 last_attempt: Some(attempt),
+                unsaved_push: None,
             }),
             compile_ctx: settings,
         })
@@ -235,7 +253,68 @@ impl PlanStore {
     /// callers wait for each other. Blocking (may resolve DNS): call from a thread, not a reactor.
     pub fn apply(&self, sources: &UpstreamSources, trigger: &str) -> Outcome {
         let mut pipeline = self.lock();
-        if pipeline.last_input.as_ref() == Some(sources) {
+        self.apply_locked(&mut pipeline, sources, trigger)
+    }
+
+    /// Applies the upstreams files as read from disk (`file` watch or `sighup`).
+    ///
+    /// While a config pushed through the API without `?save` is serving, a `file` event is
+    /// ignored when the files still hold what they held at the push (an editor touching the file,
+    /// an unrelated event in the folder), so the push is not silently reverted. A real change of
+    /// the files, or SIGHUP, applies the files and logs that they replace the unsaved push.
+    pub fn apply_disk(&self, disk: &UpstreamSources, trigger: &str) -> Outcome {
+        let mut pipeline = self.lock();
+        if let Some(push) = &pipeline.unsaved_push {
+            if trigger != "sighup" && push.disk.as_ref() == Some(disk) {
+                log::info!(
+                    "config reload ({trigger}): the files are unchanged since the API push at {}; the pushed config keeps serving",
+                    push.at
+                );
+                return Outcome::Unchanged;
+            }
+            log::warn!(
+                "config reload ({trigger}): the files on disk replace the config pushed through the API at {} (it was not saved with ?save)",
+                push.at
+            );
+        }
+        let outcome = self.apply_locked(&mut pipeline, disk, trigger);
+        if !matches!(outcome, Outcome::Rejected(_)) {
+            pipeline.unsaved_push = None;
+        }
+        outcome
+    }
+
+    /// Applies a config pushed through the API (`POST /conf`). `disk` is what the upstreams
+    /// files hold now; `save`, when given, writes the pushed text to disk and runs only after the
+    /// plan applied (under the reload lock, so no file event interleaves). Returns the outcome and
+    /// the result of the save.
+    pub fn apply_push(
+        &self,
+        pushed: &UpstreamSources,
+        disk: Option<UpstreamSources>,
+        save: Option<&dyn Fn() -> std::io::Result<()>>,
+    ) -> (Outcome, Option<std::io::Result<()>>) {
+        let mut pipeline = self.lock();
+        let outcome = self.apply_locked(&mut pipeline, pushed, "api");
+        if matches!(outcome, Outcome::Rejected(_)) {
+            return (outcome, None);
+        }
+        let saved = save.map(|f| f());
+        let on_disk = disk.as_ref() == Some(pushed) || matches!(saved, Some(Ok(())));
+        pipeline.unsaved_push = (!on_disk).then(|| UnsavedPush {
+            at: unix_now(),
+            disk,
+        });
+        (outcome, saved)
+    }
+
+    fn apply_locked(
+        &self,
+        pipeline: &mut Pipeline,
+        sources: &UpstreamSources,
+        trigger: &str,
+    ) -> Outcome {
+        if pipeline.last_input.as_ref() == Some(sources) && self.load().auth.files_unchanged() {
             self.metrics
                 .config_reloads
                 .with_label_values(&["unchanged", trigger])
@@ -243,8 +322,10 @@ impl PlanStore {
             return Outcome::Unchanged;
         }
         let (outcome, attempt) = match compile(sources, &self.compile_ctx) {
-            Ok(compiled) => {
-                let (active, warnings) = Active::build(compiled.value);
+            Ok((compiled, auth, auth_warnings)) => {
+                let (mut active, mut warnings) = Active::build(compiled.value);
+                active.auth = auth;
+                warnings.extend(auth_warnings);
                 let hash = active.plan.hash.clone();
                 for w in &warnings {
                     log::warn!("{w}");
@@ -297,6 +378,11 @@ impl PlanStore {
         outcome
     }
 
+    /// The last reload attempt (what `/config/status` shows).
+    pub fn last_attempt(&self) -> Option<Attempt> {
+        self.lock().last_attempt.clone()
+    }
+
     /// `/config/status` as JSON.
     pub fn status_json(&self) -> String {
         let active = self.load();
@@ -304,6 +390,7 @@ impl PlanStore {
         serde_json::json!({
             "active": { "hash": active.plan.hash, "since": active.since },
             "last_attempt": pipeline.last_attempt,
+            "unsaved_push": pipeline.unsaved_push.as_ref().map(|p| serde_json::json!({ "at": p.at })),
         })
         .to_string()
     }
@@ -315,13 +402,30 @@ impl PlanStore {
     }
 }
 
+/// A compiled plan with its auth resolved, plus runtime warnings.
+type Loaded = (
+    aralez_compiler::Compiled<Plan>,
+    crate::auth::AuthTable,
+    Vec<String>,
+);
+
 fn compile(
     sources: &UpstreamSources,
     settings: &CompileSettings,
-) -> Result<aralez_compiler::Compiled<Plan>, Vec<Diagnostic>> {
+) -> Result<Loaded, Vec<Diagnostic>> {
     let ctx = aralez_compiler::Context {
         tls_listener: settings.tls_listener,
         unsupported: crate::UNSUPPORTED_UPSTREAM_KEYS,
     };
-    aralez_compiler::compile_upstreams(&sources.as_sources(), &ctx)
+    let compiled = aralez_compiler::compile_upstreams(&sources.as_sources(), &ctx)?;
+    match crate::auth::resolve(&compiled.value, &settings.auth) {
+        Ok((auth, warnings)) => Ok((compiled, auth, warnings)),
+        Err(errors) => {
+            let file = sources
+                .files
+                .first()
+                .map_or("upstreams.yaml", |(n, _)| n.as_str());
+            Err(crate::auth::secret_diagnostics(errors, file))
+        }
+    }
 }

@@ -129,6 +129,20 @@ impl ProxyHttp for Proxy {
                 respond(session, status, location.as_deref()).await?;
                 Ok(true)
             }
+            Decision::Unauthorized(denied) => {
+                if let Some(route) = active.plan.routes.get(denied.route) {
+                    self.metrics
+                        .auth_rejected
+                        .with_label_values(&[route.id.as_str(), denied.scheme])
+                        .inc();
+                    log::debug!("route {}: auth refused: {:?}", route.id, denied.why);
+                }
+                ctx.route = Some(denied.route);
+                ctx.active = Some(active);
+                let challenge = [(header::WWW_AUTHENTICATE, denied.challenge)];
+                respond_with(session, 401, &challenge).await?;
+                Ok(true)
+            }
         }
     }
 
@@ -205,6 +219,15 @@ impl ProxyHttp for Proxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let (Some(auth), Some(route)) = (
+            ctx.active
+                .as_ref()
+                .zip(ctx.route)
+                .and_then(|(a, i)| a.auth.get(i)),
+            route_of(ctx),
+        ) {
+            crate::auth::strip_credentials(auth, route.forward_auth_header, req);
+        }
         let tls = is_tls(session);
         let client = ctx.client_ip;
         let trusted =
@@ -393,6 +416,21 @@ pub enum Decision {
     Proxy(usize),
     /// Answer directly with this status (and `Location` for redirects).
     Respond(u16, Option<String>),
+    /// 401: the route's authentication refused the request.
+    Unauthorized(Denied),
+}
+
+/// An authentication refusal.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Denied {
+    /// The route that asked for credentials.
+    pub route: usize,
+    /// `basic`, `apikey` or `jwt`.
+    pub scheme: &'static str,
+    /// The `WWW-Authenticate` value.
+    pub challenge: &'static str,
+    /// Why (for debug logs only).
+    pub why: crate::auth::Rejection,
 }
 
 /// Routing and pre-upstream policy for one request head (pure, so it can be tested and benched).
@@ -439,6 +477,19 @@ pub fn decide(
         };
         return Decision::Respond(301, Some(format!("https://{name}{port}{target}")));
     }
+    // Traffic limits (4xx limit, then rate limit) go here, before auth, so that password and
+    // token guessing is throttled.
+    if let Some(auth) = active.auth.get(idx) {
+        let now = i64::try_from(crate::plan_store::unix_now()).unwrap_or(i64::MAX);
+        if let Err(why) = crate::auth::check(auth, &req.headers, req.raw_path(), now) {
+            return Decision::Unauthorized(Denied {
+                route: idx,
+                scheme: auth.scheme(),
+                challenge: auth.challenge(),
+                why,
+            });
+        }
+    }
     if let Some(base) = &route.redirect_to {
         let base = base.trim_end_matches('/');
         return Decision::Respond(301, Some(format!("{base}{target}")));
@@ -457,6 +508,7 @@ fn status_text(code: u16) -> &'static str {
     match code {
         301 => "moved permanently\n",
         400 => "bad request\n",
+        401 => "authentication required\n",
         404 => "no route for this host and path\n",
         431 => "request header fields too large\n",
         502 => "bad gateway: the upstream failed\n",
@@ -469,13 +521,25 @@ fn status_text(code: u16) -> &'static str {
 
 /// Writes a short response of our own (no `Server` header, no caching).
 async fn respond(session: &mut Session, code: u16, location: Option<&str>) -> Result<()> {
+    match location {
+        Some(loc) => respond_with(session, code, &[(header::LOCATION, loc)]).await,
+        None => respond_with(session, code, &[]).await,
+    }
+}
+
+/// [`respond`] with extra response headers.
+async fn respond_with(
+    session: &mut Session,
+    code: u16,
+    extra: &[(header::HeaderName, &str)],
+) -> Result<()> {
     let body = Bytes::from_static(status_text(code).as_bytes());
     let mut resp = ResponseHeader::build(code, Some(5))?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    if let Some(loc) = location {
-        resp.insert_header(header::LOCATION, loc)?;
+    for (name, value) in extra {
+        resp.insert_header(name.clone(), *value)?;
     }
     if code >= 400 {
         session.set_keepalive(None);

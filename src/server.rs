@@ -82,8 +82,21 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             return 2;
         }
     };
+    let master_key = match master_key(&main) {
+        Ok(k) => k,
+        Err(e) => {
+            log::error!("{e}");
+            return 2;
+        }
+    };
     let settings = CompileSettings {
         tls_listener: cfg.proxy_address_tls.is_some(),
+        auth: crate::auth::AuthSettings {
+            master_key: master_key.as_deref().map(Into::into),
+            base_dir: upstreams
+                .parent()
+                .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf),
+        },
     };
     let metrics = match crate::metrics::Metrics::new() {
         Ok(m) => Arc::new(m),
@@ -101,13 +114,6 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     };
     log::info!("plan {} active", store.load().plan.hash);
 
-    let master_key = match master_key(&main) {
-        Ok(k) => k,
-        Err(e) => {
-            log::error!("{e}");
-            return 2;
-        }
-    };
     let daemon = opts.daemon || cfg.daemon;
     let pid_path = cfg.pid_file.as_ref().map(|p| main.resolve(&p.value));
     if let Some(path) = &pid_path {
@@ -176,7 +182,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             master_key,
             cfg.admin_public_readonly,
             ready.clone(),
-        ),
+        )
+        .with_config_api(upstreams.clone(), cfg.config_api_enabled),
     );
     admin.threads = Some(1);
     admin.add_tcp(&cfg.config_address.to_string());
@@ -231,7 +238,7 @@ fn level_filter(cfg: &aralez_compiler::MainConfig) -> log::LevelFilter {
 }
 
 /// The master key: `master_key`, else `master_key_file`, else env `ARALEZ_MASTER_KEY`.
-fn master_key(main: &LoadedMain) -> Result<Option<String>, String> {
+pub(crate) fn master_key(main: &LoadedMain) -> Result<Option<String>, String> {
     if let Some(k) = &main.config.master_key {
         return Ok(Some(k.clone()));
     }

@@ -85,6 +85,10 @@ pub(crate) fn hash(plan: &Plan) -> String {
                 h.tag(1);
                 h.str(a.kind());
                 h.opt(a.secret());
+                if let Some(file) = a.creds_file() {
+                    h.tag(2);
+                    h.str(file);
+                }
             }
         }
         h.tag(u8::from(r.forward_auth_header));
@@ -222,6 +226,9 @@ fn auth(a: &Auth, redact: bool) -> Value {
     let mut m = Map::new();
     m.insert("type".into(), Value::String(a.kind().into()));
     m.insert(key.into(), secret(a.secret(), redact));
+    if let Some(file) = a.creds_file() {
+        m.insert("creds_file".into(), Value::String(file.into()));
+    }
     Value::Object(m)
 }
 

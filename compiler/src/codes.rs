@@ -70,6 +70,7 @@ codes! {
     EMPTY_VALUE = "E0207", "An empty string where a name or path is required.", "Write a value or remove the key.";
     REFERENCED_FILE_MISSING = "E0801", "A file that main.yaml names does not exist (reported by `aralez check --main` without `--syntax-only`, not by the pure compiler).", "Create the file or fix the path; relative paths are resolved against main.yaml's folder.";
     REFERENCED_FOLDER_MISSING = "E0802", "A folder that main.yaml names (or the folder of a file it will write) does not exist (reported by `aralez check --main`).", "Create the folder or fix the path; relative paths are resolved against main.yaml's folder.";
+    AUTH_SECRET_UNAVAILABLE = "E0803", "A route's authentication secret cannot be loaded: its `creds_file` is unreadable, empty or malformed, or a `jwt` route without `creds` while no master key is configured (reported by the runtime when it loads a plan, not by the pure compiler).", "Fix the file (basic: one `user:password` line), or set `master_key`/`master_key_file` in main.yaml, or give the route its own `creds`.";
     UNSUPPORTED = "E0900", "A setting that this build of aralez does not support yet.", "Remove the setting.";
     DEPRECATED = "W0001", "An Aralez 0.92 spelling; still accepted.", "Use the canonical spelling given in the message.";
     TO_HTTPS_NO_TLS = "W0002", "`to_https` while no TLS listener (`proxy_address_tls`) is configured.", "Configure `proxy_address_tls`, or remove `to_https`.";

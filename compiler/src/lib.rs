@@ -32,7 +32,7 @@ pub use mainconf::{
     MainConfig, TlsGrade,
 };
 pub use plan::{
-    Auth, Backend, ConsulConfig, Discovery, HeaderList, HostTable, KubernetesConfig, PathTable,
-    Plan, Provider, Route, RouteIdx, Sticky,
+    Auth, Backend, ConsulConfig, Creds, Discovery, HeaderList, HostTable, KubernetesConfig,
+    PathTable, Plan, Provider, Route, RouteIdx, Sticky,
 };
 pub use upstreams::compile_upstreams;

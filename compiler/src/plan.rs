@@ -204,20 +204,31 @@ pub enum Auth {
     Basic {
         /// `user:pass`.
         #[serde(skip)]
-        creds: String,
+        creds: Creds,
     },
     /// `x-api-key` header equal to this key.
     Apikey {
         /// The key.
         #[serde(skip)]
-        key: String,
+        key: Creds,
     },
     /// HS256 JWT; `None` means the master key is the secret.
     Jwt {
         /// The HMAC secret.
         #[serde(skip)]
-        secret: Option<String>,
+        secret: Option<Creds>,
     },
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Creds {
+    /// Written in the config (`creds`).
+    Inline(String),
+    /// Read by the runtime from this file when it loads the plan (`creds_file`); the path is as
+    /// written (relative paths are resolved by the runtime against upstreams.yaml's folder). The
+    /// compiler never reads it.
+    File(String),
 }
 
 /// Sticky-session settings.
@@ -265,12 +276,28 @@ impl Auth {
         }
     }
 
-    /// The secret material (credentials, key or HMAC secret), if any.
+    /// The secret material written inline (credentials, key or HMAC secret), if any.
     pub fn secret(&self) -> Option<&str> {
+        match self.creds()? {
+            Creds::Inline(s) => Some(s),
+            Creds::File(_) => None,
+        }
+    }
+
+    /// The `creds_file` the secret is to be read from, if any.
+    pub fn creds_file(&self) -> Option<&str> {
+        match self.creds()? {
+            Creds::File(p) => Some(p),
+            Creds::Inline(_) => None,
+        }
+    }
+
+    /// Where the secret comes from; `None` for a jwt route that uses the master key.
+    pub fn creds(&self) -> Option<&Creds> {
         match self {
             Auth::Basic { creds } => Some(creds),
             Auth::Apikey { key } => Some(key),
-            Auth::Jwt { secret } => secret.as_deref(),
+            Auth::Jwt { secret } => secret.as_ref(),
         }
     }
 }

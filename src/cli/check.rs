@@ -60,6 +60,8 @@ pub fn run(args: &CheckArgs) -> i32 {
     let mut checked: Vec<String> = Vec::new();
     let mut files = args.files.clone();
     let mut tls_listener = true;
+    // With `--main` (and not `--syntax-only`): what resolves route secrets at run time.
+    let mut auth_settings: Option<Option<String>> = None;
 
     if let Some(main_path) = &args.main {
         match LoadedMain::read(main_path) {
@@ -83,6 +85,7 @@ pub fn run(args: &CheckArgs) -> i32 {
                 tls_listener = main.config.proxy_address_tls.is_some();
                 if !args.syntax_only {
                     diags.extend(referenced_files(&main, &name));
+                    auth_settings = Some(crate::server::master_key(&main).ok().flatten());
                 }
                 if files.is_empty() {
                     let up = main.upstreams_path();
@@ -112,7 +115,28 @@ pub fn run(args: &CheckArgs) -> i32 {
         };
         checked.extend(sources.files.iter().map(|(n, _)| n.clone()));
         match aralez_compiler::compile_upstreams(&sources.as_sources(), &ctx) {
-            Ok(c) => diags.extend(c.warnings),
+            Ok(c) => {
+                if let Some(key) = &auth_settings {
+                    let settings = crate::auth::AuthSettings {
+                        master_key: key.as_deref().map(Into::into),
+                        base_dir: file
+                            .parent()
+                            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+                    };
+                    let name = sources.files.first().map_or("", |(n, _)| n.as_str());
+                    match crate::auth::resolve(&c.value, &settings) {
+                        Ok((_, warnings)) => diags.extend(
+                            warnings
+                                .into_iter()
+                                .map(|w| Diagnostic::new(codes::SHORT_SECRET, name, (0, 0), "", w)),
+                        ),
+                        Err(errors) => {
+                            diags.extend(crate::auth::secret_diagnostics(errors, name));
+                        }
+                    }
+                }
+                diags.extend(c.warnings);
+            }
             Err(d) => diags.extend(d),
         }
         texts.extend(sources.files);

@@ -82,7 +82,7 @@ fn reload(store: &PlanStore, upstreams: &Path, trigger: Trigger) {
         Trigger::Sighup => "sighup",
     };
     match UpstreamSources::read(upstreams) {
-        Ok(sources) => match store.apply(&sources, name) {
+        Ok(sources) => match store.apply_disk(&sources, name) {
             Outcome::Applied { .. } | Outcome::Rejected(_) => {}
             Outcome::Unchanged => log::debug!("config unchanged ({name})"),
         },

@@ -6,7 +6,7 @@ use http::{HeaderName, HeaderValue};
 use crate::codes;
 use crate::diag::Sink;
 use crate::input::Context;
-use crate::plan::{Auth, Backend, Sticky};
+use crate::plan::{Auth, Backend, Creds, Sticky};
 use crate::values;
 use crate::walk::{self, pos, Entry};
 use crate::yaml::{Node, Value};
@@ -298,35 +298,43 @@ fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth> {
     let entries = walk::entries(sink, node, path, "with `type` and `creds`")?;
     let mut kind: Option<(&str, &Node)> = None;
     let mut creds: Option<(&str, &Node)> = None;
+    let mut file: Option<(&str, &Node)> = None;
+    let mut creds_key: Option<&str> = None;
     for e in &entries {
         let p = ypath::key(path, e.key);
         match e.key {
             "type" => kind = walk::str_of(sink, e.value, &p).map(|s| (s, e.value)),
-            "creds" | "data" => {
+            "creds" | "data" | "creds_file" => {
                 if e.key == "data" {
                     deprecated(sink, e, &p, "creds");
                 }
-                if creds.is_some() {
+                if let Some(first) = creds_key {
                     sink.report(
                         codes::DUPLICATE_KEY,
                         pos(e.key_node),
                         &p,
-                        "both `creds` and `data` are set; keep only `creds`",
+                        format!("both `{first}` and `{}` are set; keep only one", e.key),
                     );
                     continue;
                 }
-                creds = walk::str_of(sink, e.value, &p).map(|s| (s, e.value));
-                if creds.is_some_and(|(c, _)| c.is_empty()) {
-                    sink.report(
-                        codes::MISSING_CREDS,
-                        pos(e.value),
-                        &p,
-                        "`creds` is empty; an empty secret would accept forged credentials; write the secret or remove `creds` (jwt then uses the master key)",
-                    );
+                creds_key = Some(e.key);
+                let value = walk::str_of(sink, e.value, &p).map(|s| (s, e.value));
+                if value.is_some_and(|(c, _)| c.is_empty()) {
+                    let msg = if e.key == "creds_file" {
+                        "`creds_file` is empty; write the path of the file that holds the secret"
+                    } else {
+                        "`creds` is empty; an empty secret would accept forged credentials; write the secret or remove `creds` (jwt then uses the master key)"
+                    };
+                    sink.report(codes::MISSING_CREDS, pos(e.value), &p, msg);
                     return None;
                 }
+                if e.key == "creds_file" {
+                    file = value;
+                } else {
+                    creds = value;
+                }
             }
-            _ => walk::unknown_key(sink, e, path, &["creds", "type"]),
+            _ => walk::unknown_key(sink, e, path, &["creds", "creds_file", "type"]),
         }
     }
     let Some((kind, kind_node)) = kind else {
@@ -362,8 +370,12 @@ fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth> {
             );
         }
     };
+    let from_file = file.map(|(f, _)| Creds::File(f.to_string()));
     match kind {
         "basic" => {
+            if let Some(f) = from_file {
+                return Some(Auth::Basic { creds: f });
+            }
             let Some((c, n)) = creds else {
                 missing(sink, "user:password");
                 return None;
@@ -379,23 +391,28 @@ fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth> {
             };
             short(sink, password, n, "Basic password");
             Some(Auth::Basic {
-                creds: c.to_string(),
+                creds: Creds::Inline(c.to_string()),
             })
         }
         "apikey" => {
+            if let Some(f) = from_file {
+                return Some(Auth::Apikey { key: f });
+            }
             let Some((c, n)) = creds else {
                 missing(sink, "the API key");
                 return None;
             };
             short(sink, c, n, "API key");
-            Some(Auth::Apikey { key: c.to_string() })
+            Some(Auth::Apikey {
+                key: Creds::Inline(c.to_string()),
+            })
         }
         "jwt" => {
             if let Some((c, n)) = creds {
                 short(sink, c, n, "JWT secret");
             }
             Some(Auth::Jwt {
-                secret: creds.map(|(c, _)| c.to_string()),
+                secret: from_file.or_else(|| creds.map(|(c, _)| Creds::Inline(c.to_string()))),
             })
         }
         other => {
