@@ -5,9 +5,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod files;
+pub mod health;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod plan_store;
@@ -20,9 +23,6 @@ pub mod sources;
 /// them (E0900) instead of silently ignoring them.
 pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &[
     "authorization",
-    "rate_limit",
-    "x4xx_limit",
-    "sticky_sessions",
     "forward_auth_header",
     "verify_upstream_tls",
     "provider:consul",
@@ -39,6 +39,4 @@ pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[
     "config_tls_address",
     "config_tls_certificate",
     "config_tls_key_file",
-    "hc_method",
-    "hc_interval",
 ];

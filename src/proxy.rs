@@ -17,6 +17,8 @@ use pingora::{Error, ErrorType, Result};
 
 use aralez_compiler::matcher::RouteMiss;
 
+use crate::balance::{self, Pick};
+use crate::limits::{LimitKind, Limits};
 use crate::metrics::Metrics;
 use crate::plan_store::{Active, PlanStore};
 use aralez_compiler::Cidr;
@@ -56,6 +58,7 @@ pub struct Proxy {
     store: Arc<PlanStore>,
     settings: ProxySettings,
     metrics: Arc<Metrics>,
+    limits: Limits,
 }
 
 impl Proxy {
@@ -65,6 +68,7 @@ impl Proxy {
             store,
             settings,
             metrics,
+            limits: Limits::new(),
         }
     }
 }
@@ -74,15 +78,32 @@ pub struct RequestCtx {
     started: Instant,
     active: Option<Arc<Active>>,
     route: Option<usize>,
-    first_peer: usize,
+    /// Index of the backend of the current attempt.
+    peer_idx: Option<usize>,
+    /// Attempts so far.
     tries: usize,
+    /// Retries after connection failures (at most one, on another backend).
+    connect_retries: usize,
+    /// Retries after a reused upstream connection turned out closed (at most one).
+    reuse_retries: usize,
+    /// The next attempt goes to the same backend (a stale pooled connection, not a dead backend).
+    retry_same: bool,
+    /// The upstream has started answering: never retry from here on.
+    response_started: bool,
+    /// The sticky cookie to append to the response.
+    set_cookie: Option<String>,
     peer_id: Option<String>,
+    /// The TCP peer.
     client_ip: Option<IpAddr>,
+    /// The client the limits count (the peer, or from `X-Forwarded-For` behind trusted proxies).
+    real_ip: Option<IpAddr>,
+    /// The response is a 429 from our own limiter (not counted as a 4xx of the client).
+    limited: bool,
     counted_in_flight: bool,
 }
 
-/// Most retries on connection failures, across distinct backends.
-const MAX_CONNECT_TRIES: usize = 3;
+/// Retries after a failed connection: once, on another healthy backend.
+const MAX_CONNECT_RETRIES: usize = 1;
 
 #[async_trait]
 impl ProxyHttp for Proxy {
@@ -93,10 +114,17 @@ impl ProxyHttp for Proxy {
             started: Instant::now(),
             active: None,
             route: None,
-            first_peer: 0,
+            peer_idx: None,
             tries: 0,
+            connect_retries: 0,
+            reuse_retries: 0,
+            retry_same: false,
+            response_started: false,
+            set_cookie: None,
             peer_id: None,
             client_ip: None,
+            real_ip: None,
+            limited: false,
             counted_in_flight: false,
         }
     }
@@ -109,16 +137,27 @@ impl ProxyHttp for Proxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        ctx.real_ip = ctx.client_ip.map(|peer| {
+            crate::limits::client_ip(
+                peer,
+                &session.req_header().headers,
+                &self.settings.trusted_proxies,
+            )
+        });
+        let limits = ctx.real_ip.map(|ip| (&self.limits, ip));
         let decision = decide(
             &active,
             session.req_header(),
             &self.settings,
             is_tls(session),
+            limits,
         );
         match decision {
             Decision::Proxy(idx) => {
                 ctx.route = Some(idx);
                 ctx.active = Some(active);
+                // keep (up to pingora's limit) the body for a retry after a stale connection
+                session.as_mut().enable_retry_buffering();
                 Ok(false)
             }
             Decision::Respond(status, location) => {
@@ -126,33 +165,67 @@ impl ProxyHttp for Proxy {
                 respond(session, status, location.as_deref()).await?;
                 Ok(true)
             }
+            Decision::Limited(idx, kind) => {
+                if let Some(route) = active.plan.routes.get(idx) {
+                    self.metrics
+                        .ratelimit_rejected
+                        .with_label_values(&[route.id.as_str(), kind.as_str()])
+                        .inc();
+                }
+                ctx.route = Some(idx);
+                ctx.active = Some(active);
+                ctx.limited = true;
+                respond(session, 429, None).await?;
+                Ok(true)
+            }
         }
     }
 
-    async fn upstream_peer(&self, _s: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let (Some(active), Some(idx)) = (ctx.active.as_ref(), ctx.route) else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
         };
-        let Some(route) = active.routes.get(idx) else {
+        let (Some(route), Some(policy)) = (active.routes.get(idx), active.plan.routes.get(idx))
+        else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
         };
-        let n = route.peers.len();
-        if n == 0 {
+        let pick = if ctx.retry_same {
+            ctx.peer_idx.map(Pick::RoundRobin)
+        } else if ctx.tries == 0 {
+            let cookie = policy
+                .sticky
+                .and_then(|_| balance::request_cookie(&session.req_header().headers));
+            balance::pick(route, policy.healthcheck, cookie, None)
+        } else {
+            balance::pick(route, policy.healthcheck, None, ctx.peer_idx)
+        };
+        ctx.retry_same = false;
+        let Some(pick) = pick else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
-                "no usable backend",
+                "no healthy backend",
             ));
-        }
-        if ctx.tries == 0 {
-            ctx.first_peer = route.next_index().unwrap_or(0);
-        }
-        let Some(peer) = route.peers.get((ctx.first_peer + ctx.tries) % n) else {
+        };
+        let Some(peer) = route.peers.get(pick.index()) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no usable backend",
             ));
         };
+        ctx.set_cookie = match (policy.sticky, pick) {
+            (Some(sticky), Pick::RoundRobin(_)) => Some(balance::set_cookie(
+                &peer.sticky_token,
+                sticky.max_age,
+                is_tls(session),
+            )),
+            _ => None,
+        };
         ctx.tries += 1;
+        ctx.peer_idx = Some(pick.index());
         ctx.peer_id = Some(peer.id.clone());
         let mut http_peer = HttpPeer::new(peer.addr, false, peer.sni.clone());
         http_peer.options.connection_timeout = Some(self.settings.connect_timeout);
@@ -170,12 +243,6 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let backends = ctx
-            .active
-            .as_ref()
-            .zip(ctx.route)
-            .and_then(|(a, i)| a.routes.get(i))
-            .map_or(0, |r| r.peers.len());
         log::warn!("connect to {peer} failed: {e}");
         if let Some(route) = route_of(ctx) {
             let backend = ctx.peer_id.as_deref().unwrap_or("-");
@@ -184,16 +251,51 @@ impl ProxyHttp for Proxy {
                 .with_label_values(&[route.id.as_str(), backend, "connect_error"])
                 .inc();
         }
-        if ctx.tries < backends.min(MAX_CONNECT_TRIES) {
-            e.set_retry(true);
-            if let Some(route) = route_of(ctx) {
-                self.metrics
-                    .retries
-                    .with_label_values(&[route.id.as_str()])
-                    .inc();
-            }
+        // Nothing reached the upstream and the body was not read yet: the request is replayable.
+        let retry = ctx.connect_retries < MAX_CONNECT_RETRIES && self.has_other_backend(ctx);
+        e.set_retry(retry);
+        if retry {
+            ctx.connect_retries += 1;
+            self.count_retry(ctx);
         }
         e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // pingora's policy (idempotent method, body still in the retry buffer, and only errors
+        // that mean a stale pooled connection), plus: nothing received from the upstream yet, and
+        // at most one such retry, on the same backend (it is not the backend that failed).
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if !replayable || ctx.response_started || ctx.reuse_retries > 0 {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        if e.retry() {
+            ctx.reuse_retries += 1;
+            ctx.retry_same = true;
+            self.count_retry(ctx);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.response_started = true;
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -251,6 +353,10 @@ impl ProxyHttp for Proxy {
                 resp.append_header(name.clone(), value.clone())?;
             }
         }
+        if let Some(cookie) = ctx.set_cookie.take() {
+            // appended: the upstream's own cookies stay as they are
+            resp.append_header(header::SET_COOKIE, cookie)?;
+        }
         Ok(())
     }
 
@@ -285,6 +391,11 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.record_metrics(session, e, ctx, status);
+        if (400..500).contains(&status) && !ctx.limited {
+            if let (Some(route), Some(ip)) = (route_of(ctx), ctx.real_ip) {
+                self.limits.count_4xx(route, ip);
+            }
+        }
         let log_it = match self.settings.access_log {
             AccessLog::Off => false,
             AccessLog::All => true,
@@ -312,6 +423,27 @@ impl ProxyHttp for Proxy {
 }
 
 impl Proxy {
+    fn has_other_backend(&self, ctx: &RequestCtx) -> bool {
+        let (Some(active), Some(idx)) = (ctx.active.as_ref(), ctx.route) else {
+            return false;
+        };
+        match (active.routes.get(idx), active.plan.routes.get(idx)) {
+            (Some(peers), Some(route)) => {
+                balance::has_other(peers, route.healthcheck, ctx.peer_idx)
+            }
+            _ => false,
+        }
+    }
+
+    fn count_retry(&self, ctx: &RequestCtx) {
+        if let Some(route) = route_of(ctx) {
+            self.metrics
+                .retries
+                .with_label_values(&[route.id.as_str()])
+                .inc();
+        }
+    }
+
     fn record_metrics(
         &self,
         session: &Session,
@@ -390,14 +522,18 @@ pub enum Decision {
     Proxy(usize),
     /// Answer directly with this status (and `Location` for redirects).
     Respond(u16, Option<String>),
+    /// 429 from this limit on this route.
+    Limited(usize, LimitKind),
 }
 
-/// Routing and pre-upstream policy for one request head (pure, so it can be tested and benched).
+/// Routing and pre-upstream policy for one request head. Pure except for the limiters: `limits`
+/// (with the client they count) is consulted, and counts the request, once the route is known.
 pub fn decide(
     active: &Active,
     req: &RequestHeader,
     settings: &ProxySettings,
     tls: bool,
+    limits: Option<(&Limits, IpAddr)>,
 ) -> Decision {
     if head_size(req) > settings.max_request_header_bytes {
         return Decision::Respond(431, None);
@@ -436,6 +572,12 @@ pub fn decide(
         };
         return Decision::Respond(301, Some(format!("https://{name}{port}{target}")));
     }
+    // 4. limits, before auth so that guessing credentials is throttled
+    if let Some((limits, client)) = limits {
+        if let Some(kind) = limits.check(route, client) {
+            return Decision::Limited(idx, kind);
+        }
+    }
     if let Some(base) = &route.redirect_to {
         let base = base.trim_end_matches('/');
         return Decision::Respond(301, Some(format!("{base}{target}")));
@@ -455,6 +597,7 @@ fn status_text(code: u16) -> &'static str {
         301 => "moved permanently\n",
         400 => "bad request\n",
         404 => "no route for this host and path\n",
+        429 => "too many requests\n",
         431 => "request header fields too large\n",
         502 => "bad gateway: the upstream failed\n",
         503 => "service unavailable: no usable backend\n",
@@ -473,6 +616,9 @@ async fn respond(session: &mut Session, code: u16, location: Option<&str>) -> Re
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
     if let Some(loc) = location {
         resp.insert_header(header::LOCATION, loc)?;
+    }
+    if code == 429 {
+        resp.insert_header(header::RETRY_AFTER, "1")?;
     }
     if code >= 400 {
         session.set_keepalive(None);

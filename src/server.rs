@@ -92,15 +92,6 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             return 2;
         }
     };
-    let store = match PlanStore::start(&sources, settings, metrics.clone()) {
-        Ok(s) => Arc::new(s),
-        Err(diags) => {
-            eprint!("{}", render(&diags, Format::Human, &sources.as_sources()));
-            return 1;
-        }
-    };
-    log::info!("plan {} active", store.load().plan.hash);
-
     let master_key = match master_key(&main) {
         Ok(k) => k,
         Err(e) => {
@@ -108,6 +99,19 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             return 2;
         }
     };
+    // runtime state of the plans; sticky tokens are keyed from the master key when there is one
+    let registry = Arc::new(crate::balance::Registry::new(
+        &crate::balance::sticky_secret(master_key.as_deref()),
+        Some(metrics.clone()),
+    ));
+    let store = match PlanStore::start(&sources, settings, metrics.clone(), registry) {
+        Ok(s) => Arc::new(s),
+        Err(diags) => {
+            eprint!("{}", render(&diags, Format::Human, &sources.as_sources()));
+            return 1;
+        }
+    };
+    log::info!("plan {} active", store.load().plan.hash);
     if let Some(pid_file) = &cfg.pid_file {
         if let Err(e) = write_pid_file(&main.resolve(&pid_file.value)) {
             log::error!("pid_file: {e}");
@@ -183,6 +187,18 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         }
     }
     server.add_service(background_service("readiness", Readiness(ready)));
+    server.add_service(background_service(
+        "health checks",
+        crate::health::HealthChecker::new(
+            store.clone(),
+            crate::health::HealthSettings {
+                method: cfg.hc_method.as_str(),
+                interval: Duration::from_secs(cfg.hc_interval),
+                rise: cfg.hc_rise,
+                fall: cfg.hc_fall,
+            },
+        ),
+    ));
 
     if let Err(e) = crate::sources::file_watch::spawn(store, upstreams) {
         log::error!("cannot watch the upstreams file: {e}");
