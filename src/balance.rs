@@ -145,7 +145,8 @@ impl Pick {
 }
 
 /// Chooses a backend of `route`: the one the sticky `cookie` names when it is usable, else the
-/// next healthy one in round-robin order, never `exclude` (the backend that just failed). With
+/// next healthy one in round-robin order; for a retry (`exclude`: the backend that just failed),
+/// the next healthy one after it. With
 /// `use_health` false (`healthcheck: false`) every backend counts as healthy. `None`: no usable
 /// backend.
 pub fn pick(
@@ -172,7 +173,12 @@ pub fn pick(
     if n == 0 {
         return None;
     }
-    let start = route.state.cursor.fetch_add(1, Ordering::Relaxed);
+    // a retry takes the backend after the failed one and leaves the cursor alone, so a dead
+    // backend that is still in rotation costs every other request one retry, not every request
+    let start = match exclude {
+        Some(failed) => failed.wrapping_add(1),
+        None => route.state.cursor.fetch_add(1, Ordering::Relaxed),
+    };
     (0..n)
         .map(|k| start.wrapping_add(k) % n)
         .find(|&i| usable(i))
