@@ -110,52 +110,73 @@ impl HealthChecker {
         Self { store, settings }
     }
 
-    /// Probes every checked backend of the current plan once, concurrently.
+    /// Probes every checked backend of the current plan once, concurrently (at most
+    /// [`MAX_CONCURRENT_PROBES`] sockets at a time). Identical probes (same address, path and
+    /// `Host`, e.g. one backend shared by several routes of a wildcard or `DEFAULT` host) are sent
+    /// once and their result applies to every route.
     pub async fn round(&self) {
         let active = self.store.load();
-        let mut probes = tokio::task::JoinSet::new();
+        type Subscribers = Vec<(String, String, Arc<Health>)>;
+        let mut wanted: std::collections::HashMap<(SocketAddr, String, String), Subscribers> =
+            std::collections::HashMap::new();
         for (route, peers) in active.plan.routes.iter().zip(active.routes.iter()) {
             if !route.healthcheck {
                 continue;
             }
             for peer in &peers.peers {
                 let host = probe_host(&route.host, &peer.id);
-                let request = probe_request(self.settings.method, &route.path, &host);
-                let (health, addr) = (peer.health.clone(), peer.addr);
-                let (route_id, backend) = (route.id.clone(), peer.id.clone());
-                let timeout = self.settings.timeout();
-                probes.spawn(async move {
-                    let outcome = probe(addr, request, timeout).await;
-                    (route_id, backend, health, outcome)
-                });
+                wanted
+                    .entry((peer.addr, route.path.clone(), host))
+                    .or_default()
+                    .push((route.id.clone(), peer.id.clone(), peer.health.clone()));
             }
         }
+        drop(active);
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES));
+        let mut probes = tokio::task::JoinSet::new();
+        for ((addr, path, host), subscribers) in wanted {
+            let request = probe_request(self.settings.method, &path, &host);
+            let timeout = self.settings.timeout();
+            let limit = limit.clone();
+            probes.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (subscribers, probe(addr, request, timeout).await)
+            });
+        }
         while let Some(done) = probes.join_next().await {
-            let Ok((route, backend, health, outcome)) = done else {
+            let Ok((subscribers, outcome)) = done else {
                 continue;
             };
             let ok = matches!(outcome, Ok(status) if status < 500);
-            match health.record(ok, self.settings.rise, self.settings.fall) {
-                Some(false) => log::warn!(
-                    "health: backend {backend} of route {route} is down ({}); out of rotation",
-                    describe(&outcome)
-                ),
-                Some(true) => log::info!(
-                    "health: backend {backend} of route {route} is up ({}); back in rotation",
-                    describe(&outcome)
-                ),
-                None => {}
+            for (route, backend, health) in subscribers {
+                match health.record(ok, self.settings.rise, self.settings.fall) {
+                    Some(false) => log::warn!(
+                        "health: backend {backend} of route {route} is down ({}); out of rotation",
+                        describe(&outcome)
+                    ),
+                    Some(true) => log::info!(
+                        "health: backend {backend} of route {route} is up ({}); back in rotation",
+                        describe(&outcome)
+                    ),
+                    None => {}
+                }
             }
         }
     }
 }
+
+/// Most probes in flight at once.
+pub const MAX_CONCURRENT_PROBES: usize = 256;
 
 #[async_trait]
 impl BackgroundService for HealthChecker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let changed = self.store.changed();
         loop {
-            self.round().await;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = self.round() => {}
+            }
             let wait = tokio::time::sleep(self.settings.interval);
             tokio::select! {
                 _ = shutdown.changed() => return,

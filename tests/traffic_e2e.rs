@@ -291,6 +291,52 @@ fn a_backend_failing_its_probe_leaves_rotation_and_comes_back() {
 }
 
 #[test]
+fn probes_use_hc_method_on_the_route_path_and_honour_fall_and_rise() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let proxy = Proxy::start_opts(
+        &format!(
+            "provider: file\nx.example.com:\n  paths:\n    \"/status\":\n      servers: [\"{}\", \"{}\"]\n",
+            a.addr, b.addr
+        ),
+        ProxyOpts {
+            main_extra: "hc_interval: 1\nhc_method: GET\nhc_fall: 3\nhc_rise: 2\n",
+            ..Default::default()
+        },
+    );
+    let series = format!(
+        "aralez_upstream_healthy{{backend=\"{}\",route=\"x.example.com/status\"}}",
+        b.addr
+    );
+    let probed = proxy.wait_for(Duration::from_secs(3), || b.probes() >= 1);
+    assert!(probed.is_some());
+    assert_eq!(b.probe_log.lock().unwrap()[0], "GET /status x.example.com");
+    // three failed probes in a row are needed: after the first two it is still in rotation
+    let seen = b.probes();
+    b.set_probe_status(503);
+    let failed_since = Instant::now();
+    assert!(proxy
+        .wait_for(Duration::from_secs(4), || b.probes() >= seen + 2)
+        .is_some());
+    assert_eq!(sample(&metrics(&proxy), &series), Some(1.0), "fall is 3");
+    let down = proxy.wait_for(Duration::from_secs(4), || {
+        sample(&metrics(&proxy), &series) == Some(0.0)
+    });
+    assert!(down.is_some(), "{}", proxy.log_text());
+    assert!(failed_since.elapsed() > Duration::from_millis(1500));
+    // two passed probes bring it back
+    let seen = b.probes();
+    b.set_probe_status(0);
+    assert!(proxy
+        .wait_for(Duration::from_secs(4), || b.probes() >= seen + 1)
+        .is_some());
+    assert_eq!(sample(&metrics(&proxy), &series), Some(0.0), "rise is 2");
+    let up = proxy.wait_for(Duration::from_secs(4), || {
+        sample(&metrics(&proxy), &series) == Some(1.0)
+    });
+    assert!(up.is_some(), "{}", proxy.log_text());
+}
+
+#[test]
 fn all_backends_down_is_503_and_never_falls_through_to_a_shorter_path() {
     let live = Backend::start("live");
     let proxy = Proxy::start_opts(

@@ -220,6 +220,8 @@ pub struct Backend {
     pub accepted: Arc<AtomicUsize>,
     /// Health probes answered.
     pub probes: Arc<AtomicUsize>,
+    /// Every health probe as `METHOD target Host`, in order.
+    pub probe_log: Arc<std::sync::Mutex<Vec<String>>>,
     /// Status answered to health probes instead of the normal one (0: the normal one).
     probe_status: Arc<AtomicU16>,
     /// Open connections (shut down by [`Backend::kill`]).
@@ -248,7 +250,9 @@ impl Backend {
         let probe_status = Arc::new(AtomicU16::new(0));
         let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
         let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let probe_log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let template = Conn {
+            probe_log: probe_log.clone(),
             name: name.to_string(),
             extra,
             status,
@@ -288,6 +292,7 @@ impl Backend {
             paths,
             accepted,
             probes,
+            probe_log,
             probe_status,
             conns,
             stop,
@@ -339,6 +344,7 @@ struct Conn {
     status: u16,
     hits: Arc<AtomicUsize>,
     probes: Arc<AtomicUsize>,
+    probe_log: Arc<std::sync::Mutex<Vec<String>>>,
     probe_status: Arc<AtomicU16>,
     paths: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
@@ -411,6 +417,11 @@ fn serve_conn(s: TcpStream, c: &Conn) {
         let mut status = status;
         if is_probe {
             c.probes.fetch_add(1, Ordering::SeqCst);
+            let host = headers.get("host").cloned().unwrap_or_default();
+            c.probe_log
+                .lock()
+                .unwrap()
+                .push(format!("{method} {path} {host}"));
             let forced = c.probe_status.load(Ordering::SeqCst);
             if forced != 0 {
                 status = forced;
