@@ -193,7 +193,8 @@ impl ProxyHttp for Proxy {
         else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
         };
-        let pick = if ctx.retry_same {
+        let same_again = ctx.retry_same;
+        let pick = if same_again {
             ctx.peer_idx.map(Pick::RoundRobin)
         } else if ctx.tries == 0 {
             let cookie = policy
@@ -216,14 +217,17 @@ impl ProxyHttp for Proxy {
                 "no usable backend",
             ));
         };
-        ctx.set_cookie = match (policy.sticky, pick) {
-            (Some(sticky), Pick::RoundRobin(_)) => Some(balance::set_cookie(
-                &peer.sticky_token,
-                sticky.max_age,
-                is_tls(session),
-            )),
-            _ => None,
-        };
+        if !same_again {
+            // a client that was not (or could not stay) pinned gets a cookie for this backend
+            ctx.set_cookie = match (policy.sticky, pick) {
+                (Some(sticky), Pick::RoundRobin(_)) => Some(balance::set_cookie(
+                    &peer.sticky_token,
+                    sticky.max_age,
+                    is_tls(session),
+                )),
+                _ => None,
+            };
+        }
         ctx.tries += 1;
         ctx.peer_idx = Some(pick.index());
         ctx.peer_id = Some(peer.id.clone());
@@ -631,4 +635,82 @@ async fn respond(session: &mut Session, code: u16, location: Option<&str>) -> Re
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn active(yaml: &str) -> Active {
+        let src = [aralez_compiler::Source {
+            name: "t.yaml",
+            text: yaml,
+        }];
+        let ctx = aralez_compiler::Context {
+            tls_listener: true,
+            unsupported: &[],
+        };
+        let plan = aralez_compiler::compile_upstreams(&src, &ctx)
+            .unwrap()
+            .value;
+        Active::build(plan, &crate::balance::Registry::new(b"k", None)).0
+    }
+
+    fn settings() -> ProxySettings {
+        ProxySettings {
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            trusted_proxies: Vec::new(),
+            access_log: AccessLog::Off,
+            max_request_header_bytes: 32 * 1024,
+            https_port: Some(8443),
+            via_token: "1.1 aralez-test".into(),
+        }
+    }
+
+    fn head(host: &str, path: &str) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        r.insert_header("host", host).unwrap();
+        r
+    }
+
+    #[test]
+    fn limits_run_after_to_https_and_before_redirects() {
+        let a = active(
+            "provider: file\nrate_limit: 1\nx.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:1\"]\n    \"/secure\":\n      to_https: true\n      servers: [\"127.0.0.1:1\"]\n    \"/old\":\n      redirect_to: \"https://new.example.com\"\n",
+        );
+        let limits = Limits::new();
+        let me: IpAddr = "192.0.2.7".parse().unwrap();
+        let s = settings();
+        let d = |path: &str| {
+            decide(
+                &a,
+                &head("x.example.com", path),
+                &s,
+                false,
+                Some((&limits, me)),
+            )
+        };
+        // to_https answers before the limiter counts anything
+        for _ in 0..3 {
+            assert!(matches!(d("/secure"), Decision::Respond(301, Some(_))));
+        }
+        // the first request of the second passes (a redirect), the next is limited
+        assert!(matches!(d("/old"), Decision::Respond(301, Some(_))));
+        assert!(matches!(d("/old"), Decision::Limited(_, LimitKind::Rate)));
+        assert!(matches!(d("/"), Decision::Limited(_, LimitKind::Rate)));
+        // another client is not affected
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert!(matches!(
+            decide(
+                &a,
+                &head("x.example.com", "/"),
+                &s,
+                false,
+                Some((&limits, other))
+            ),
+            Decision::Proxy(_)
+        ));
+    }
 }
