@@ -5,6 +5,9 @@
 # Prints req/s, p99 latency and proxy CPU time per request for both, and the ratios.
 # The proxies are pinned to CPU 0, wrk and the backend to CPU 1.
 # Usage: benches/load.sh [seconds-per-round (default 5)] [rounds (default 3)]
+# Env: TRAFFIC=1 turns the traffic policy on for the bench route (a rate limit and a 4xx limit that
+#      never trigger, so every request pays for the limiter, and health checks every second);
+#      ARALEZ_BIN=path measures another aralez binary (e.g. one built from an older commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -13,7 +16,7 @@ CONNS=${CONNS:-32}
 bash scripts/deps.sh wrk nginx-light cmake build-essential pkg-config
 cargo build --release -q --bin aralez --example bare_pingora
 BARE=$PWD/target/release/examples/bare_pingora
-BIN=$PWD/target/release/aralez
+BIN=${ARALEZ_BIN:-$PWD/target/release/aralez}
 WORK=$(mktemp -d /tmp/aralez-load.XXXXXX)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
 
@@ -77,6 +80,19 @@ DEFAULT:
       client_headers: ["X-Proxy-From:Aralez"]
       servers: ["127.0.0.1:$BACK"]
 YAML
+if [ "${TRAFFIC:-0}" = 1 ]; then
+  echo "hc_interval: 1" >> "$WORK/main.yaml"
+  cat > "$WORK/upstreams.yaml" <<YAML
+provider: file
+rate_limit: 100000000
+x4xx_limit: 100000000
+DEFAULT:
+  paths:
+    "/":
+      client_headers: ["X-Proxy-From:Aralez"]
+      servers: ["127.0.0.1:$BACK"]
+YAML
+fi
 
 taskset -c 1 nginx -c "$WORK/backend.conf" -p "$WORK"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK"

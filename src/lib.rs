@@ -7,9 +7,12 @@
 pub mod admin;
 pub mod admin_api;
 pub mod auth;
+pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod files;
+pub mod health;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod plan_store;
@@ -21,9 +24,6 @@ pub mod sources;
 /// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
 /// them (E0900) instead of silently ignoring them.
 pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &[
-    "rate_limit",
-    "x4xx_limit",
-    "sticky_sessions",
     "verify_upstream_tls",
     "provider:consul",
     "provider:kubernetes",
@@ -39,6 +39,4 @@ pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[
     "config_tls_address",
     "config_tls_certificate",
     "config_tls_key_file",
-    "hc_method",
-    "hc_interval",
 ];

@@ -4,8 +4,8 @@
 //! [`PlanStore::apply`]. Applies are single-flight; unchanged input is skipped; a config that does
 //! not compile leaves the previous plan serving and is recorded in [`ReloadStatus`].
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +13,9 @@ use aralez_compiler::{Backend, Diagnostic, Plan};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::balance::{Registry, RouteState};
 use crate::config::UpstreamSources;
+use crate::health::Health;
 use crate::metrics::Metrics;
 
 /// A plan plus the runtime view of its backends (addresses resolved off the request path).
@@ -29,22 +31,13 @@ pub struct Active {
     pub auth: crate::auth::AuthTable,
 }
 
-/// The resolved backends of one route and its round-robin cursor.
+/// The resolved backends of one route and its runtime state (see [`crate::balance`]).
 #[derive(Debug, Default)]
 pub struct RoutePeers {
     /// Backends that resolved to an address, in config order.
     pub peers: Vec<Peer>,
-    cursor: AtomicUsize,
-}
-
-impl RoutePeers {
-    /// Next index in round-robin order (`None` when the route has no peer).
-    pub fn next_index(&self) -> Option<usize> {
-        if self.peers.is_empty() {
-            return None;
-        }
-        Some(self.cursor.fetch_add(1, Ordering::Relaxed) % self.peers.len())
-    }
+    /// Round-robin position, shared with the previous plan's route of the same id.
+    pub state: Arc<RouteState>,
 }
 
 /// One upstream server, ready to connect to.
@@ -56,12 +49,17 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Host name to send as SNI (empty for IP literals).
     pub sni: String,
+    /// Health of this backend on this route, shared across plans while it is unchanged.
+    pub health: Arc<Health>,
+    /// Value of the sticky cookie that names this backend.
+    pub sticky_token: String,
 }
 
 impl Active {
     /// Resolves every backend of `plan` (blocking DNS for names; literals are parsed). Backends that
-    /// do not resolve are left out and reported in the returned warnings.
-    pub fn build(plan: Plan) -> (Self, Vec<String>) {
+    /// do not resolve are left out and reported in the returned warnings. Runtime state (cursors,
+    /// health) comes from `registry`, so unchanged routes and backends keep theirs.
+    pub fn build(plan: Plan, registry: &Registry) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let mut cache: std::collections::HashMap<(String, u16), Option<SocketAddr>> =
             std::collections::HashMap::new();
@@ -77,7 +75,7 @@ impl Active {
                             .entry((b.host.clone(), b.port))
                             .or_insert_with(|| resolve(b));
                         match addr {
-                            Some(addr) => Some(peer(b, addr)),
+                            Some(addr) => Some(peer(b, addr, &route.id, registry)),
                             None => {
                                 warnings.push(format!(
                                     "route {}: backend {}:{} does not resolve; left out",
@@ -90,7 +88,7 @@ impl Active {
                     .collect();
                 RoutePeers {
                     peers,
-                    cursor: AtomicUsize::new(0),
+                    state: registry.route_state(&route.id),
                 }
             })
             .collect();
@@ -104,13 +102,29 @@ impl Active {
     }
 }
 
-fn peer(b: &Backend, addr: SocketAddr) -> Peer {
+fn peer(b: &Backend, addr: SocketAddr, route: &str, registry: &Registry) -> Peer {
     let is_ip = b.host.parse::<std::net::IpAddr>().is_ok();
+    let id = backend_id(b);
     Peer {
-        id: backend_id(b),
+        health: registry.health(route, &id, addr),
+        sticky_token: registry.sticky_token(&id),
+        id,
         addr,
         sni: if is_ip { String::new() } else { b.host.clone() },
     }
+}
+
+/// Drops the runtime state of routes and backends that `active` no longer has.
+fn prune(registry: &Registry, active: &Active) {
+    let routes: HashSet<&str> = active.plan.routes.iter().map(|r| r.id.as_str()).collect();
+    let backends: HashSet<(&str, &str)> = active
+        .plan
+        .routes
+        .iter()
+        .zip(active.routes.iter())
+        .flat_map(|(r, peers)| peers.peers.iter().map(|p| (r.id.as_str(), p.id.as_str())))
+        .collect();
+    registry.retain(&routes, &backends);
 }
 
 /// The stable id of a backend: `host:port`, with brackets for IPv6 literals.
@@ -190,6 +204,8 @@ pub struct PlanStore {
     pipeline: Mutex<Pipeline>,
     compile_ctx: CompileSettings,
     metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// Settings from main.yaml that the upstreams compiler needs on every reload.
@@ -202,16 +218,19 @@ pub struct CompileSettings {
 }
 
 impl PlanStore {
-    /// Compiles the first plan; on failure returns the diagnostics and nothing starts.
+    /// Compiles the first plan; on failure returns the diagnostics and nothing starts. Runtime
+    /// state of the plans (cursors, health, sticky tokens) lives in `registry`.
     pub fn start(
         sources: &UpstreamSources,
         settings: CompileSettings,
         metrics: Arc<Metrics>,
+        registry: Arc<Registry>,
     ) -> Result<Self, Vec<Diagnostic>> {
         let (compiled, auth, auth_warnings) = compile(sources, &settings)?;
-        let (mut active, mut warnings) = Active::build(compiled.value);
+        let (mut active, mut warnings) = Active::build(compiled.value, &registry);
         active.auth = auth;
         warnings.extend(auth_warnings);
+        prune(&registry, &active);
         for w in &warnings {
             log::warn!("{w}");
         }
@@ -234,6 +253,8 @@ impl PlanStore {
             .set(i64::try_from(active.since).unwrap_or(i64::MAX));
         Ok(Self {
             metrics,
+            registry,
+            changed: Arc::new(tokio::sync::Notify::new()),
             current: ArcSwap::from_pointee(active),
             pipeline: Mutex::new(Pipeline {
                 last_input: Some(sources.clone()),
@@ -247,6 +268,11 @@ impl PlanStore {
     /// The plan serving right now (one atomic load).
     pub fn load(&self) -> Arc<Active> {
         self.current.load_full()
+    }
+
+    /// Notified after every plan swap (the health checker probes new plans at once).
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 
     /// Compiles `sources` and, when it compiles, swaps it in whole. Single-flight: concurrent
@@ -323,7 +349,7 @@ impl PlanStore {
         }
         let (outcome, attempt) = match compile(sources, &self.compile_ctx) {
             Ok((compiled, auth, auth_warnings)) => {
-                let (mut active, mut warnings) = Active::build(compiled.value);
+                let (mut active, mut warnings) = Active::build(compiled.value, &self.registry);
                 active.auth = auth;
                 warnings.extend(auth_warnings);
                 let hash = active.plan.hash.clone();
@@ -331,7 +357,10 @@ impl PlanStore {
                     log::warn!("{w}");
                 }
                 let since = i64::try_from(active.since).unwrap_or(i64::MAX);
-                self.current.store(Arc::new(active));
+                let active = Arc::new(active);
+                self.current.store(active.clone());
+                prune(&self.registry, &active);
+                self.changed.notify_one();
                 self.metrics.set_active_hash(&hash);
                 self.metrics.config_last_reload_successful.set(1);
                 self.metrics.config_last_reload_success_ts.set(since);

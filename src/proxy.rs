@@ -17,6 +17,8 @@ use pingora::{Error, ErrorType, Result};
 
 use aralez_compiler::matcher::RouteMiss;
 
+use crate::balance::{self, Pick};
+use crate::limits::{LimitKind, Limits};
 use crate::metrics::Metrics;
 use crate::plan_store::{Active, PlanStore};
 use aralez_compiler::Cidr;
@@ -58,6 +60,7 @@ pub struct Proxy {
     store: Arc<PlanStore>,
     settings: ProxySettings,
     metrics: Arc<Metrics>,
+    limits: Limits,
 }
 
 impl Proxy {
@@ -67,6 +70,7 @@ impl Proxy {
             store,
             settings,
             metrics,
+            limits: Limits::new(),
         }
     }
 }
@@ -76,15 +80,32 @@ pub struct RequestCtx {
     started: Instant,
     active: Option<Arc<Active>>,
     route: Option<usize>,
-    first_peer: usize,
+    /// Index of the backend of the current attempt.
+    peer_idx: Option<usize>,
+    /// Attempts so far.
     tries: usize,
+    /// Retries after connection failures (at most one, on another backend).
+    connect_retries: usize,
+    /// Retries after a reused upstream connection turned out closed (at most one).
+    reuse_retries: usize,
+    /// The next attempt goes to the same backend (a stale pooled connection, not a dead backend).
+    retry_same: bool,
+    /// The upstream has started answering: never retry from here on.
+    response_started: bool,
+    /// The sticky cookie to append to the response.
+    set_cookie: Option<String>,
     peer_id: Option<String>,
+    /// The TCP peer.
     client_ip: Option<IpAddr>,
+    /// The client the limits count (the peer, or from `X-Forwarded-For` behind trusted proxies).
+    real_ip: Option<IpAddr>,
+    /// The response is a 429 from our own limiter (not counted as a 4xx of the client).
+    limited: bool,
     counted_in_flight: bool,
 }
 
-/// Most retries on connection failures, across distinct backends.
-const MAX_CONNECT_TRIES: usize = 3;
+/// Retries after a failed connection: once, on another healthy backend.
+const MAX_CONNECT_RETRIES: usize = 1;
 
 #[async_trait]
 impl ProxyHttp for Proxy {
@@ -95,10 +116,17 @@ impl ProxyHttp for Proxy {
             started: Instant::now(),
             active: None,
             route: None,
-            first_peer: 0,
+            peer_idx: None,
             tries: 0,
+            connect_retries: 0,
+            reuse_retries: 0,
+            retry_same: false,
+            response_started: false,
+            set_cookie: None,
             peer_id: None,
             client_ip: None,
+            real_ip: None,
+            limited: false,
             counted_in_flight: false,
         }
     }
@@ -112,16 +140,27 @@ impl ProxyHttp for Proxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        ctx.real_ip = ctx.client_ip.map(|peer| {
+            crate::limits::client_ip(
+                peer,
+                &session.req_header().headers,
+                &self.settings.trusted_proxies,
+            )
+        });
+        let limits = ctx.real_ip.map(|ip| (&self.limits, ip));
         let decision = decide(
             &active,
             session.req_header(),
             &self.settings,
             is_tls(session),
+            limits,
         );
         match decision {
             Decision::Proxy(idx) => {
                 ctx.route = Some(idx);
                 ctx.active = Some(active);
+                // keep (up to pingora's limit) the body for a retry after a stale connection
+                session.as_mut().enable_retry_buffering();
                 Ok(false)
             }
             Decision::Respond(status, location) => {
@@ -143,33 +182,71 @@ impl ProxyHttp for Proxy {
                 respond_with(session, 401, &challenge).await?;
                 Ok(true)
             }
+            Decision::Limited(idx, kind) => {
+                if let Some(route) = active.plan.routes.get(idx) {
+                    self.metrics
+                        .ratelimit_rejected
+                        .with_label_values(&[route.id.as_str(), kind.as_str()])
+                        .inc();
+                }
+                ctx.route = Some(idx);
+                ctx.active = Some(active);
+                ctx.limited = true;
+                respond(session, 429, None).await?;
+                Ok(true)
+            }
         }
     }
 
-    async fn upstream_peer(&self, _s: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let (Some(active), Some(idx)) = (ctx.active.as_ref(), ctx.route) else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
         };
-        let Some(route) = active.routes.get(idx) else {
+        let (Some(route), Some(policy)) = (active.routes.get(idx), active.plan.routes.get(idx))
+        else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
         };
-        let n = route.peers.len();
-        if n == 0 {
+        let same_again = ctx.retry_same;
+        let pick = if same_again {
+            ctx.peer_idx.map(Pick::RoundRobin)
+        } else if ctx.tries == 0 {
+            let cookie = policy
+                .sticky
+                .and_then(|_| balance::request_cookie(&session.req_header().headers));
+            balance::pick(route, policy.healthcheck, cookie, None)
+        } else {
+            balance::pick(route, policy.healthcheck, None, ctx.peer_idx)
+        };
+        ctx.retry_same = false;
+        let Some(pick) = pick else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
-                "no usable backend",
+                "no healthy backend",
             ));
-        }
-        if ctx.tries == 0 {
-            ctx.first_peer = route.next_index().unwrap_or(0);
-        }
-        let Some(peer) = route.peers.get((ctx.first_peer + ctx.tries) % n) else {
+        };
+        let Some(peer) = route.peers.get(pick.index()) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no usable backend",
             ));
         };
+        if !same_again {
+            // a client that was not (or could not stay) pinned gets a cookie for this backend
+            ctx.set_cookie = match (policy.sticky, pick) {
+                (Some(sticky), Pick::RoundRobin(_)) => Some(balance::set_cookie(
+                    &peer.sticky_token,
+                    sticky.max_age,
+                    is_tls(session),
+                )),
+                _ => None,
+            };
+        }
         ctx.tries += 1;
+        ctx.peer_idx = Some(pick.index());
         ctx.peer_id = Some(peer.id.clone());
         let mut http_peer = HttpPeer::new(peer.addr, false, peer.sni.clone());
         http_peer.options.connection_timeout = Some(self.settings.connect_timeout);
@@ -187,12 +264,6 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let backends = ctx
-            .active
-            .as_ref()
-            .zip(ctx.route)
-            .and_then(|(a, i)| a.routes.get(i))
-            .map_or(0, |r| r.peers.len());
         log::warn!("connect to {peer} failed: {e}");
         if let Some(route) = route_of(ctx) {
             let backend = ctx.peer_id.as_deref().unwrap_or("-");
@@ -201,16 +272,51 @@ impl ProxyHttp for Proxy {
                 .with_label_values(&[route.id.as_str(), backend, "connect_error"])
                 .inc();
         }
-        if ctx.tries < backends.min(MAX_CONNECT_TRIES) {
-            e.set_retry(true);
-            if let Some(route) = route_of(ctx) {
-                self.metrics
-                    .retries
-                    .with_label_values(&[route.id.as_str()])
-                    .inc();
-            }
+        // Nothing reached the upstream and the body was not read yet: the request is replayable.
+        let retry = ctx.connect_retries < MAX_CONNECT_RETRIES && self.has_other_backend(ctx);
+        e.set_retry(retry);
+        if retry {
+            ctx.connect_retries += 1;
+            self.count_retry(ctx);
         }
         e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // pingora's policy (idempotent method, body still in the retry buffer, and only errors
+        // that mean a stale pooled connection), plus: nothing received from the upstream yet, and
+        // at most one such retry, on the same backend (it is not the backend that failed).
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if !replayable || ctx.response_started || ctx.reuse_retries > 0 {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        if e.retry() {
+            ctx.reuse_retries += 1;
+            ctx.retry_same = true;
+            self.count_retry(ctx);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.response_started = true;
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -277,6 +383,10 @@ impl ProxyHttp for Proxy {
                 resp.append_header(name.clone(), value.clone())?;
             }
         }
+        if let Some(cookie) = ctx.set_cookie.take() {
+            // appended: the upstream's own cookies stay as they are
+            resp.append_header(header::SET_COOKIE, cookie)?;
+        }
         Ok(())
     }
 
@@ -311,6 +421,11 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.record_metrics(session, e, ctx, status);
+        if (400..500).contains(&status) && !ctx.limited {
+            if let (Some(route), Some(ip)) = (route_of(ctx), ctx.real_ip) {
+                self.limits.count_4xx(route, ip);
+            }
+        }
         let log_it = match self.settings.access_log {
             AccessLog::Off => false,
             AccessLog::All => true,
@@ -338,6 +453,27 @@ impl ProxyHttp for Proxy {
 }
 
 impl Proxy {
+    fn has_other_backend(&self, ctx: &RequestCtx) -> bool {
+        let (Some(active), Some(idx)) = (ctx.active.as_ref(), ctx.route) else {
+            return false;
+        };
+        match (active.routes.get(idx), active.plan.routes.get(idx)) {
+            (Some(peers), Some(route)) => {
+                balance::has_other(peers, route.healthcheck, ctx.peer_idx)
+            }
+            _ => false,
+        }
+    }
+
+    fn count_retry(&self, ctx: &RequestCtx) {
+        if let Some(route) = route_of(ctx) {
+            self.metrics
+                .retries
+                .with_label_values(&[route.id.as_str()])
+                .inc();
+        }
+    }
+
     fn record_metrics(
         &self,
         session: &Session,
@@ -418,6 +554,8 @@ pub enum Decision {
     Respond(u16, Option<String>),
     /// 401: the route's authentication refused the request.
     Unauthorized(Denied),
+    /// 429 from this limit on this route.
+    Limited(usize, LimitKind),
 }
 
 /// An authentication refusal.
@@ -433,12 +571,14 @@ pub struct Denied {
     pub why: crate::auth::Rejection,
 }
 
-/// Routing and pre-upstream policy for one request head (pure, so it can be tested and benched).
+/// Routing and pre-upstream policy for one request head. Pure except for the limiters: `limits`
+/// (with the client they count) is consulted, and counts the request, once the route is known.
 pub fn decide(
     active: &Active,
     req: &RequestHeader,
     settings: &ProxySettings,
     tls: bool,
+    limits: Option<(&Limits, IpAddr)>,
 ) -> Decision {
     if head_size(req) > settings.max_request_header_bytes {
         return Decision::Respond(431, None);
@@ -477,8 +617,13 @@ pub fn decide(
         };
         return Decision::Respond(301, Some(format!("https://{name}{port}{target}")));
     }
-    // Traffic limits (4xx limit, then rate limit) go here, before auth, so that password and
-    // token guessing is throttled.
+    // 4. limits, before auth so that guessing credentials is throttled
+    if let Some((limits, client)) = limits {
+        if let Some(kind) = limits.check(route, client) {
+            return Decision::Limited(idx, kind);
+        }
+    }
+    // 5. auth
     if let Some(auth) = active.auth.get(idx) {
         let now = i64::try_from(crate::plan_store::unix_now()).unwrap_or(i64::MAX);
         if let Err(why) = crate::auth::check(auth, &req.headers, req.raw_path(), now) {
@@ -510,6 +655,7 @@ fn status_text(code: u16) -> &'static str {
         400 => "bad request\n",
         401 => "authentication required\n",
         404 => "no route for this host and path\n",
+        429 => "too many requests\n",
         431 => "request header fields too large\n",
         502 => "bad gateway: the upstream failed\n",
         503 => "service unavailable: no usable backend\n",
@@ -541,6 +687,9 @@ async fn respond_with(
     for (name, value) in extra {
         resp.insert_header(name.clone(), *value)?;
     }
+    if code == 429 {
+        resp.insert_header(header::RETRY_AFTER, "1")?;
+    }
     if code >= 400 {
         session.set_keepalive(None);
     }
@@ -552,4 +701,83 @@ async fn respond_with(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn active(yaml: &str) -> Active {
+        let src = [aralez_compiler::Source {
+            name: "t.yaml",
+            text: yaml,
+        }];
+        let ctx = aralez_compiler::Context {
+            tls_listener: true,
+            unsupported: &[],
+        };
+        let plan = aralez_compiler::compile_upstreams(&src, &ctx)
+            .unwrap()
+            .value;
+        Active::build(plan, &crate::balance::Registry::new(b"k", None)).0
+    }
+
+    fn settings() -> ProxySettings {
+        ProxySettings {
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            trusted_proxies: Vec::new(),
+            access_log: AccessLog::Off,
+            max_request_header_bytes: 32 * 1024,
+            downstream_idle_timeout: 60,
+            https_port: Some(8443),
+            via_token: "1.1 aralez-test".into(),
+        }
+    }
+
+    fn head(host: &str, path: &str) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        r.insert_header("host", host).unwrap();
+        r
+    }
+
+    #[test]
+    fn limits_run_after_to_https_and_before_redirects() {
+        let a = active(
+            "provider: file\nrate_limit: 1\nx.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:1\"]\n    \"/secure\":\n      to_https: true\n      servers: [\"127.0.0.1:1\"]\n    \"/old\":\n      redirect_to: \"https://new.example.com\"\n",
+        );
+        let limits = Limits::new();
+        let me: IpAddr = "192.0.2.7".parse().unwrap();
+        let s = settings();
+        let d = |path: &str| {
+            decide(
+                &a,
+                &head("x.example.com", path),
+                &s,
+                false,
+                Some((&limits, me)),
+            )
+        };
+        // to_https answers before the limiter counts anything
+        for _ in 0..3 {
+            assert!(matches!(d("/secure"), Decision::Respond(301, Some(_))));
+        }
+        // the first request of the second passes (a redirect), the next is limited
+        assert!(matches!(d("/old"), Decision::Respond(301, Some(_))));
+        assert!(matches!(d("/old"), Decision::Limited(_, LimitKind::Rate)));
+        assert!(matches!(d("/"), Decision::Limited(_, LimitKind::Rate)));
+        // another client is not affected
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert!(matches!(
+            decide(
+                &a,
+                &head("x.example.com", "/"),
+                &s,
+                false,
+                Some((&limits, other))
+            ),
+            Decision::Proxy(_)
+        ));
+    }
 }

@@ -105,7 +105,12 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             return 2;
         }
     };
-    let store = match PlanStore::start(&sources, settings, metrics.clone()) {
+    // runtime state of the plans; sticky tokens are keyed from the master key when there is one
+    let registry = Arc::new(crate::balance::Registry::new(
+        &crate::balance::sticky_secret(master_key.as_deref()),
+        Some(metrics.clone()),
+    ));
+    let store = match PlanStore::start(&sources, settings, metrics.clone(), registry) {
         Ok(s) => Arc::new(s),
         Err(diags) => {
             eprint!("{}", render(&diags, Format::Human, &sources.as_sources()));
@@ -204,6 +209,18 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     // ready once the proxy and admin listeners are bound and serving
     let readiness = server.add_service(background_service("readiness", Readiness(ready)));
     readiness.add_dependencies([&proxy_handle, &admin_handle]);
+    server.add_service(background_service(
+        "health checks",
+        crate::health::HealthChecker::new(
+            store.clone(),
+            crate::health::HealthSettings {
+                method: cfg.hc_method.as_str(),
+                interval: Duration::from_secs(cfg.hc_interval),
+                rise: cfg.hc_rise,
+                fall: cfg.hc_fall,
+            },
+        ),
+    ));
 
     if let Err(e) = crate::sources::file_watch::spawn(store, upstreams) {
         log::error!("cannot watch the upstreams file: {e}");

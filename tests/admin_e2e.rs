@@ -400,9 +400,15 @@ fn jwt_issue_and_status_and_metrics() {
     assert_eq!(backends[1]["resolved"], false);
     assert_eq!(s["hash"].as_str().unwrap().len(), 64);
 
-    // metrics move with traffic
-    let m = admin_get(&p, "/metrics").text();
+    // metrics move with traffic (counters move when the exchange is logged, after the response)
     let route = format!("{HOST}/");
+    let want =
+        format!("aralez_http_requests_total{{code=\"200\",method=\"GET\",route=\"{route}\"}} 1");
+    let logged = p.wait_for(std::time::Duration::from_secs(2), || {
+        admin_get(&p, "/metrics").text().contains(&want)
+    });
+    assert!(logged.is_some(), "{}", admin_get(&p, "/metrics").text());
+    let m = admin_get(&p, "/metrics").text();
     assert!(m.contains("aralez_build_info{version="), "{m}");
     assert!(
         m.contains(&format!(
@@ -426,6 +432,12 @@ fn jwt_issue_and_status_and_metrics() {
         .unwrap();
     }
     get(p.http, HOST, "/", &[("Authorization", "Bearer x")]).unwrap();
+    // request counters move when the exchange is logged, just after the response is sent
+    let want = format!("aralez_http_request_duration_seconds_count{{route=\"{route}\"}} 6");
+    let logged = p.wait_for(std::time::Duration::from_secs(2), || {
+        admin_get(&p, "/metrics").text().contains(&want)
+    });
+    assert!(logged.is_some(), "{}", admin_get(&p, "/metrics").text());
     let m = admin_get(&p, "/metrics").text();
     assert!(m.contains(&format!(
         "aralez_http_requests_total{{code=\"200\",method=\"GET\",route=\"{route}\"}} 4"

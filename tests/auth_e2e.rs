@@ -127,9 +127,14 @@ fn basic_per_path() {
         6,
         "{m}"
     );
-    assert!(m.contains(&format!(
+    // request counters are updated when the exchange is logged, just after the response is sent
+    let want = format!(
         "aralez_http_requests_total{{code=\"401\",method=\"GET\",route=\"{HOST}/private\"}} 6"
-    )));
+    );
+    let seen = proxy.wait_for(std::time::Duration::from_secs(2), || {
+        metrics(&proxy).contains(&want)
+    });
+    assert!(seen.is_some(), "{}", metrics(&proxy));
 }
 
 #[test]

@@ -130,12 +130,12 @@ fn settings_this_build_does_not_enforce_are_refused() {
     let d = TempDir::new("cli");
     d.write(
         "up.yaml",
-        "provider: file\nrate_limit: 10\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n",
+        "provider: consul\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n",
     );
     let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
     assert_eq!(code, 1);
     assert!(
-        err.contains("E0900") && err.contains("rate_limit") && err.contains("up.yaml:2:1"),
+        err.contains("E0900") && err.contains("provider: consul") && err.contains("up.yaml:1:11"),
         "{err}"
     );
 }

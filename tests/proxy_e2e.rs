@@ -197,6 +197,7 @@ fn upstream_failures_give_502_and_503() {
 down.example.com:
   paths:
     "/":
+      healthcheck: false
       servers: ["{dead}"]
 unresolvable.example.com:
   paths:
@@ -236,9 +237,10 @@ fn a_route_to_the_proxy_itself_is_a_508_not_a_loop() {
         common::ProxyOpts::default(),
     );
     let _ = port;
-    // point the catch-all at the proxy's own listener
+    // point the catch-all at the proxy's own listener (unchecked: a health probe would take the
+    // looping backend out of rotation first, and this test is about the hop guard itself)
     proxy.write_upstreams(&format!(
-        "provider: file\nDEFAULT:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n",
+        "provider: file\nDEFAULT:\n  paths:\n    \"/\":\n      healthcheck: false\n      servers: [\"{}\"]\n",
         proxy.http
     ));
     let applied = proxy.wait_for(std::time::Duration::from_secs(5), || {

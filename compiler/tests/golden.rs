@@ -60,7 +60,7 @@ fn run_fixture(path: &Path) -> String {
                 out.push_str(&render::render(&m.warnings, render::Format::Short, &[]));
                 let v = &m.value;
                 out.push_str(&format!(
-                    "proxy_address_http={} proxy_address_tls={:?} config_address={} threads={} upstreams_conf={}@{}:{} log_level={} hc={} {}s tls_grade={} access_log={} timeouts={}/{}/{} trusted={}\n",
+                    "proxy_address_http={} proxy_address_tls={:?} config_address={} threads={} upstreams_conf={}@{}:{} log_level={} hc={} {}s rise={} fall={} tls_grade={} access_log={} timeouts={}/{}/{} trusted={}\n",
                     v.proxy_address_http,
                     v.proxy_address_tls,
                     v.config_address,
@@ -71,6 +71,8 @@ fn run_fixture(path: &Path) -> String {
                     v.log_level.as_str(),
                     v.hc_method.as_str(),
                     v.hc_interval,
+                    v.hc_rise,
+                    v.hc_fall,
                     v.proxy_tls_grade.as_str(),
                     v.access_log.as_str(),
                     v.upstream_connect_timeout,

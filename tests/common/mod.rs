@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -209,13 +209,25 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
 
 /// A real HTTP/1.1 backend that answers every request with a JSON echo:
 /// `{"backend": name, "method", "path", "headers": {lower-case name: value}}`, keep-alive aware.
+/// Health probes (User-Agent `aralez-health/…`) are answered but not counted in `hits`/`paths`.
 pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
     pub hits: Arc<AtomicUsize>,
     /// Every request target served, in order.
     pub paths: Arc<std::sync::Mutex<Vec<String>>>,
+    /// TCP connections accepted.
+    pub accepted: Arc<AtomicUsize>,
+    /// Health probes answered.
+    pub probes: Arc<AtomicUsize>,
+    /// Every health probe as `METHOD target Host`, in order.
+    pub probe_log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Status answered to health probes instead of the normal one (0: the normal one).
+    probe_status: Arc<AtomicU16>,
+    /// Open connections (shut down by [`Backend::kill`]).
+    conns: Arc<std::sync::Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
 }
 
 /// Extra response headers a backend adds.
@@ -231,39 +243,91 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicBool::new(false));
         let hits = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let probe_status = Arc::new(AtomicU16::new(0));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
         let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (stop2, hits2, name2, paths2) =
-            (stop.clone(), hits.clone(), name.to_string(), paths.clone());
+        let probe_log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let template = Conn {
+            probe_log: probe_log.clone(),
+            name: name.to_string(),
+            extra,
+            status,
+            hits: hits.clone(),
+            probes: probes.clone(),
+            probe_status: probe_status.clone(),
+            paths: paths.clone(),
+            stop: stop.clone(),
+        };
+        let (stop2, closed2, accepted2, conns2) = (
+            stop.clone(),
+            closed.clone(),
+            accepted.clone(),
+            conns.clone(),
+        );
         std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        let conn = Conn {
-                            name: name2.clone(),
-                            extra: extra.clone(),
-                            status,
-                            hits: hits2.clone(),
-                            paths: paths2.clone(),
-                            stop: stop2.clone(),
-                        };
+                        accepted2.fetch_add(1, Ordering::SeqCst);
+                        if let Ok(c) = s.try_clone() {
+                            conns2.lock().unwrap().push(c);
+                        }
+                        let conn = template.clone();
                         std::thread::spawn(move || serve_conn(s, &conn));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
+            drop(listener);
+            closed2.store(true, Ordering::SeqCst);
         });
         Self {
             addr,
             name: name.to_string(),
             hits,
             paths,
+            accepted,
+            probes,
+            probe_log,
+            probe_status,
+            conns,
             stop,
+            closed,
         }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn probes(&self) -> usize {
+        self.probes.load(Ordering::SeqCst)
+    }
+
+    /// Health probes get `status` from now on (0: the backend's normal status again).
+    pub fn set_probe_status(&self, status: u16) {
+        self.probe_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Dies like a crashed process: stops listening (connections are refused from now on) and
+    /// closes every open connection, including requests in flight.
+    pub fn kill(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.closed.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -273,11 +337,15 @@ impl Drop for Backend {
     }
 }
 
+#[derive(Clone)]
 struct Conn {
     name: String,
     extra: ExtraHeaders,
     status: u16,
     hits: Arc<AtomicUsize>,
+    probes: Arc<AtomicUsize>,
+    probe_log: Arc<std::sync::Mutex<Vec<String>>>,
+    probe_status: Arc<AtomicU16>,
     paths: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
@@ -343,8 +411,25 @@ fn serve_conn(s: TcpStream, c: &Conn) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        hits.fetch_add(1, Ordering::SeqCst);
-        c.paths.lock().unwrap().push(path.clone());
+        let is_probe = headers
+            .get("user-agent")
+            .is_some_and(|ua| ua.starts_with("aralez-health"));
+        let mut status = status;
+        if is_probe {
+            c.probes.fetch_add(1, Ordering::SeqCst);
+            let host = headers.get("host").cloned().unwrap_or_default();
+            c.probe_log
+                .lock()
+                .unwrap()
+                .push(format!("{method} {path} {host}"));
+            let forced = c.probe_status.load(Ordering::SeqCst);
+            if forced != 0 {
+                status = forced;
+            }
+        } else {
+            hits.fetch_add(1, Ordering::SeqCst);
+            c.paths.lock().unwrap().push(path.clone());
+        }
         if let Some(ms) = path
             .split("delay_ms=")
             .nth(1)

@@ -123,6 +123,10 @@ pub struct MainConfig {
     pub hc_method: HcMethod,
     /// Seconds between health checks (default 2, >= 1).
     pub hc_interval: u64,
+    /// Consecutive passed probes that bring an unhealthy backend back (default 1).
+    pub hc_rise: u32,
+    /// Consecutive failed probes that take a healthy backend out (default 1).
+    pub hc_fall: u32,
     /// Static file server folder (with `file_server_address`).
     pub file_server_folder: Option<Located<String>>,
     /// Static file server listener (with `file_server_folder`).

@@ -28,8 +28,10 @@ const KEYS: &[&str] = &[
     "file_server_address",
     "file_server_folder",
     "group",
+    "hc_fall",
     "hc_interval",
     "hc_method",
+    "hc_rise",
     "log_level",
     "master_key",
     "master_key_file",
@@ -104,6 +106,8 @@ fn default_config() -> MainConfig {
         log_level: LogLevel::Info,
         hc_method: HcMethod::Head,
         hc_interval: 2,
+        hc_rise: 1,
+        hc_fall: 1,
         file_server_folder: None,
         file_server_address: None,
         access_log: AccessLogMode::All,
@@ -256,6 +260,8 @@ fn walk_root(sink: &mut Sink<'_>, root: &Node, unsupported: &[&str]) -> Option<M
                 set(&mut c.hc_method, m);
             }
             "hc_interval" => set(&mut c.hc_interval, uint(s, v, &path, 1, 86_400, e.key)),
+            "hc_rise" => set(&mut c.hc_rise, uint(s, v, &path, 1, 100, e.key)),
+            "hc_fall" => set(&mut c.hc_fall, uint(s, v, &path, 1, 100, e.key)),
             "file_server_folder" => {
                 seen.file_server
                     .push((pos(e.key_node), "file_server_folder"));

@@ -24,10 +24,13 @@ fn fold_headers(own: &[Header], global: &[Header]) -> Vec<Header> {
     out
 }
 
+/// One route's policy: the path's own settings (`p`), its host's (`h`, only `rate_limit`) and the
+/// globals (`g`); the most specific wins.
 fn route(
     host: &HostKey,
     prefix: &str,
     p: &Policy,
+    h: &Policy,
     g: &Policy,
     discovery: Option<Discovery>,
 ) -> Route {
@@ -47,7 +50,7 @@ fn route(
             .forward_auth_header
             .or(g.forward_auth_header)
             .unwrap_or(false),
-        rate_limit: p.rate_limit.or(g.rate_limit),
+        rate_limit: p.rate_limit.or(h.rate_limit).or(g.rate_limit),
         x4xx_limit: p.x4xx_limit.or(g.x4xx_limit),
         sticky: match p.sticky {
             Some(s) => s,
@@ -83,7 +86,7 @@ pub(crate) fn plan(
     for h in hosts.values() {
         for p in &h.paths {
             routes.push((
-                route(&h.key, &p.prefix, &p.policy, g, None),
+                route(&h.key, &p.prefix, &p.policy, &h.policy, g, None),
                 p.pos,
                 p.ypath.clone(),
             ));
@@ -172,6 +175,7 @@ fn add_service(
         &svc.host,
         &svc.prefix,
         &svc.policy,
+        &Policy::default(),
         g,
         Some(Discovery {
             provider: kind,

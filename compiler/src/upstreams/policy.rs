@@ -20,6 +20,8 @@ pub(crate) type Header = (HeaderName, HeaderValue);
 pub(crate) enum Scope {
     /// Top level of upstreams.yaml: `headers` are response headers.
     Global,
+    /// A virtual host, next to its `paths`: only `rate_limit`.
+    Host,
     /// A host path: `headers` are request headers.
     Path,
     /// A Consul/Kubernetes service entry: like a path, without `servers`.
@@ -43,11 +45,15 @@ const COMMON: &[&str] = &[
 /// Keys valid only on paths.
 pub(crate) const PATH_ONLY: &[&str] = &["healthcheck", "redirect_to", "servers"];
 
+/// Policy keys valid on a virtual host (next to `paths`).
+const HOST_ONLY: &[&str] = &["rate_limit"];
+
 /// All keys valid in a scope (for did-you-mean).
 pub(crate) fn keys(scope: Scope) -> Vec<&'static str> {
     let mut k: Vec<&str> = COMMON.to_vec();
     match scope {
         Scope::Global => k.extend(["provider", "consul", "kubernetes", "upstreams"]),
+        Scope::Host => k = HOST_ONLY.iter().copied().chain(["paths"]).collect(),
         Scope::Path => k.extend(PATH_ONLY),
         Scope::Service => k.extend(["hostname", "upstream", "path"]),
     }
@@ -127,7 +133,11 @@ pub(crate) fn entry(
     policy: &mut Policy,
 ) -> bool {
     let path = ypath::key(base, e.key);
-    let known = COMMON.contains(&e.key) || (scope == Scope::Path && PATH_ONLY.contains(&e.key));
+    let known = match scope {
+        Scope::Host => HOST_ONLY.contains(&e.key),
+        Scope::Path => COMMON.contains(&e.key) || PATH_ONLY.contains(&e.key),
+        Scope::Global | Scope::Service => COMMON.contains(&e.key),
+    };
     if !known {
         return false;
     }

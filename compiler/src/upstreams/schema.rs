@@ -35,6 +35,8 @@ pub(crate) struct RawHost {
     pub key: HostKey,
     /// Its paths.
     pub paths: Vec<RawPath>,
+    /// Host-level settings (only `rate_limit`), between the paths' and the globals'.
+    pub policy: Policy,
 }
 
 /// The global settings of upstreams.yaml.
@@ -211,9 +213,12 @@ fn host(
     let mut paths = Vec::new();
     let mut seen_paths: HashMap<String, (u32, u32)> = HashMap::new();
     let mut had_paths = false;
+    let mut host_policy = Policy::default();
     for he in &entries {
         if he.key != "paths" {
-            walk::unknown_key(sink, he, &path, &["paths"]);
+            if !policy::entry(sink, ctx, Scope::Host, he, &path, &mut host_policy) {
+                walk::unknown_key(sink, he, &path, &policy::keys(Scope::Host));
+            }
             continue;
         }
         had_paths = true;
@@ -249,7 +254,11 @@ fn host(
             ),
         );
     }
-    out.push(RawHost { key, paths });
+    out.push(RawHost {
+        key,
+        paths,
+        policy: host_policy,
+    });
 }
 
 fn path_entry(
