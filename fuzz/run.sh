@@ -19,8 +19,7 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"; rmdir "$here"/artifacts/* "$here"/artifacts 2>/dev/null || true' EXIT
 cd "$here"
-for src in fuzz_targets/*.rs; do
-    target="$(basename "$src" .rs)"
+for target in $(cargo +nightly fuzz list); do
     mkdir -p "$work/$target"
     cp -r "seeds/$target/." "$work/$target/"
     echo "fuzz: $target for ${secs}s"

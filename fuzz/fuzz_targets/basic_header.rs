@@ -2,7 +2,9 @@
 //! base64 round-trips (one encoding per byte string).
 #![no_main]
 
-use aralez::auth::{base64, basic};
+include!("auth_sources.rs");
+
+use auth::{base64, basic};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,9 @@
 //! the JSON checks behind the signature are reached too. Strict base64url must round-trip.
 #![no_main]
 
-use aralez::auth::{base64, jwt};
+include!("auth_sources.rs");
+
+use auth::{base64, jwt};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &[u8] = b"fuzz-secret-0123456789abcdef";
