@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod secret;
 pub mod server;
 pub mod sources;
+pub mod tls;
 
 /// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
 /// them (E0900) instead of silently ignoring them.
@@ -24,21 +25,9 @@ pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &[
     "x4xx_limit",
     "sticky_sessions",
     "forward_auth_header",
-    "verify_upstream_tls",
     "provider:consul",
     "provider:kubernetes",
 ];
 
 /// main.yaml keys this build parses but does not enforce yet (refused with E0900).
-pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[
-    "user",
-    "group",
-    "proxy_address_tls",
-    "proxy_certificates",
-    "proxy_tls_grade",
-    "config_tls_address",
-    "config_tls_certificate",
-    "config_tls_key_file",
-    "hc_method",
-    "hc_interval",
-];
+pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &["user", "group", "hc_method", "hc_interval"];

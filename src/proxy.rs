@@ -19,6 +19,7 @@ use aralez_compiler::matcher::RouteMiss;
 
 use crate::metrics::Metrics;
 use crate::plan_store::{Active, PlanStore};
+use crate::tls::upstream::{Detector, Protocol};
 use aralez_compiler::Cidr;
 
 /// Process-wide settings of the proxy (from main.yaml; a change needs a restart).
@@ -56,6 +57,7 @@ pub struct Proxy {
     store: Arc<PlanStore>,
     settings: ProxySettings,
     metrics: Arc<Metrics>,
+    detector: Option<Arc<Detector>>,
 }
 
 impl Proxy {
@@ -65,7 +67,15 @@ impl Proxy {
             store,
             settings,
             metrics,
+            detector: None,
         }
+    }
+
+    /// Detects each backend's protocol (TLS, h2) on first use; without it every backend is plain
+    /// HTTP/1.1.
+    pub fn with_detector(mut self, detector: Arc<Detector>) -> Self {
+        self.detector = Some(detector);
+        self
     }
 }
 
@@ -129,7 +139,11 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn upstream_peer(&self, _s: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let (Some(active), Some(idx)) = (ctx.active.as_ref(), ctx.route) else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
         };
@@ -154,7 +168,20 @@ impl ProxyHttp for Proxy {
         };
         ctx.tries += 1;
         ctx.peer_id = Some(peer.id.clone());
-        let mut http_peer = HttpPeer::new(peer.addr, false, peer.sni.clone());
+        let protocol = match &self.detector {
+            Some(d) => d.protocol(&peer.id, peer.addr, &peer.sni).await,
+            None => Protocol::Http1,
+        };
+        let mut http_peer = HttpPeer::new(peer.addr, protocol.is_tls(), peer.sni.clone());
+        if let Some(d) = &self.detector {
+            let verify = active
+                .plan
+                .routes
+                .get(idx)
+                .is_some_and(|r| r.verify_upstream_tls);
+            let upgrade = session.req_header().headers.contains_key(header::UPGRADE);
+            d.configure_peer(&mut http_peer, protocol, verify, upgrade);
+        }
         http_peer.options.connection_timeout = Some(self.settings.connect_timeout);
         http_peer.options.total_connection_timeout = Some(self.settings.connect_timeout);
         http_peer.options.read_timeout = Some(self.settings.read_timeout);
@@ -177,6 +204,10 @@ impl ProxyHttp for Proxy {
             .and_then(|(a, i)| a.routes.get(i))
             .map_or(0, |r| r.peers.len());
         log::warn!("connect to {peer} failed: {e}");
+        if let (Some(d), Some(id)) = (&self.detector, ctx.peer_id.as_deref()) {
+            // the backend may have changed protocol: detect again on next use
+            d.forget(id);
+        }
         if let Some(route) = route_of(ctx) {
             let backend = ctx.peer_id.as_deref().unwrap_or("-");
             self.metrics

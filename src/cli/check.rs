@@ -83,6 +83,7 @@ pub fn run(args: &CheckArgs) -> i32 {
                 tls_listener = main.config.proxy_address_tls.is_some();
                 if !args.syntax_only {
                     diags.extend(referenced_files(&main, &name));
+                    diags.extend(crate::tls::check_main(&main, &name));
                 }
                 if files.is_empty() {
                     let up = main.upstreams_path();
