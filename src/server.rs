@@ -150,6 +150,10 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         https_port: cfg.proxy_address_tls.map(|a| a.port()),
         via_token: via_token(),
     };
+    if let Err(e) = crate::tls::upstream::preflight() {
+        log::error!("upstream TLS: {e}");
+        return 2;
+    }
     let detector = Arc::new(crate::tls::upstream::Detector::new(Duration::from_secs(
         cfg.upstream_connect_timeout,
     )));

@@ -164,6 +164,7 @@ impl Detector {
 
     async fn tls_probe(&self, addr: SocketAddr, sni: &str) -> Option<Protocol> {
         let mut peer = HttpPeer::new(addr, true, sni.to_string());
+        fill_ip_server_name(&mut peer, false);
         peer.options.alpn = ALPN::H2H1;
         peer.options.verify_cert = false;
         peer.options.verify_hostname = false;
@@ -202,16 +203,8 @@ impl Detector {
         if protocol.is_tls() {
             peer.options.verify_cert = verify;
             peer.options.verify_hostname = verify;
+            fill_ip_server_name(peer, verify);
             if verify {
-                if peer.sni.is_empty() {
-                    // an IP-literal backend: verify against its IP SANs (pingora would skip
-                    // verification altogether without a name)
-                    peer.sni = peer
-                        ._address
-                        .as_inet()
-                        .map(|a| a.ip().to_string())
-                        .unwrap_or_default();
-                }
                 peer.options.ca = self.ca.verified.clone();
             } else {
                 peer.options.ca = self.ca.unverified.clone();
@@ -225,6 +218,19 @@ impl Detector {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Protocol>> {
         self.known.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An IP-literal backend has no SNI. pingora's rustls client cannot connect with an empty name
+/// (and would skip verification without one), so the IP itself is the server name there: rustls
+/// sends no SNI for it and verifies against the certificate's IP SANs. OpenSSL connects without a
+/// name; it gets the IP only when verification asks for it.
+fn fill_ip_server_name(peer: &mut HttpPeer, verify: bool) {
+    if !peer.sni.is_empty() || !(cfg!(feature = "rustls") || verify) {
+        return;
+    }
+    if let Some(inet) = peer._address.as_inet() {
+        peer.sni = inet.ip().to_string();
     }
 }
 
@@ -297,6 +303,19 @@ async fn h2c_probe(addr: SocketAddr, timeout: Duration) -> bool {
         frame[3] == 0x4 && frame[4] & 0x1 == 0
     };
     tokio::time::timeout(timeout, run).await.unwrap_or(false)
+}
+
+/// Checks what pingora's upstream TLS connector will load at startup (it panics on a system CA
+/// store that cannot be read, e.g. `SSL_CERT_FILE` naming a missing file). Call before building
+/// any proxy service.
+pub fn preflight() -> Result<(), String> {
+    #[cfg(feature = "rustls")]
+    if let Err(e) = pingora::tls::load_native_certs() {
+        return Err(format!(
+            "the system CA store cannot be read ({e}); check SSL_CERT_FILE / SSL_CERT_DIR"
+        ));
+    }
+    Ok(())
 }
 
 impl UpstreamCa {

@@ -401,6 +401,8 @@ pub struct ProxyOpts<'a> {
     pub main_extra: &'a str,
     /// Serve this folder with the built-in file server.
     pub file_server: Option<&'a Path>,
+    /// Extra environment variables of the proxy process.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl Proxy {
@@ -434,6 +436,7 @@ impl Proxy {
         let child = Command::new(aralez_bin())
             .arg("-c")
             .arg(&main_path)
+            .envs(opts.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
