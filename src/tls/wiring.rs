@@ -14,13 +14,13 @@ use crate::metrics::Metrics;
 /// The proxy's TLS side: h2c prior knowledge on the plain listener, and when `proxy_address_tls`
 /// is set, the TLS listener (h2 + http/1.1 by ALPN) serving the hot-reloaded certificate folder.
 /// `Err` holds the process exit code after logging why.
-pub fn proxy_tls<A: 'static>(
+pub fn proxy_tls<A>(
     service: &mut Service<pingora::proxy::HttpProxy<A, ()>>,
     main: &LoadedMain,
     metrics: &Arc<Metrics>,
 ) -> Result<(), i32>
 where
-    A: pingora::proxy::ProxyHttp + Send + Sync,
+    A: pingora::proxy::ProxyHttp + Send + Sync + 'static,
     <A as pingora::proxy::ProxyHttp>::CTX: Send + Sync,
 {
     if let Some(app) = service.app_logic_mut() {

@@ -338,19 +338,24 @@ impl PyServer {
             .expect("python3 runs the test helpers");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "{script} did not become ready");
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(port) = line.strip_prefix("READY ") {
-                        let addr = format!("127.0.0.1:{}", port.trim()).parse().unwrap();
-                        // keep draining stdout so the helper never blocks on a full pipe
-                        std::thread::spawn(move || for _ in lines {});
-                        return Self { child, addr };
-                    }
-                }
-                _ => panic!("{script} exited before it was ready (python modules installed? see scripts/test.sh)"),
+        let mut ready = None;
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if let Some(port) = line.strip_prefix("READY ") {
+                ready = format!("127.0.0.1:{}", port.trim()).parse().ok();
+                break;
+            }
+        }
+        match ready {
+            Some(addr) => {
+                // keep draining stdout so the helper never blocks on a full pipe
+                std::thread::spawn(move || for _ in lines {});
+                Self { child, addr }
+            }
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{script} exited before it was ready (python modules installed? see scripts/test.sh)");
             }
         }
     }
