@@ -4,7 +4,9 @@
 # when a nightly toolchain is present. Usage: scripts/test.sh [--no-fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh cmake build-essential pkg-config curl
+bash scripts/deps.sh cmake build-essential pkg-config curl openssl
+# clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py)
+python3 -c 'import grpc, websockets' 2>/dev/null || pip install --quiet grpcio websockets
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -31,6 +33,16 @@ if cargo tree -e normal -i openssl-sys >/dev/null 2>&1; then
   exit 1
 fi
 echo "ok: no openssl-sys"
+
+step "openssl feature: build, and the TLS and protocol end-to-end suites against it"
+# a separate target dir: the feature switch would otherwise rebuild pingora back and forth
+if bash scripts/deps.sh libssl-dev; then
+  cargo build --no-default-features --features openssl --target-dir target/openssl
+  cargo test --no-default-features --features openssl --target-dir target/openssl \
+    --test tls_e2e --test protocols_e2e
+else
+  echo "SKIP: libssl-dev is missing and cannot be installed here; openssl feature not built" >&2
+fi
 
 if [ "${1:-}" != "--no-fuzz" ]; then
   step "fuzz targets, briefly"
