@@ -371,3 +371,58 @@ fn system_store_empty() -> bool {
     // OpenSSL verifies with its own default paths; an unverified peer needs no CA at all there.
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> HttpPeer {
+        HttpPeer::new(
+            "127.0.0.1:8443"
+                .parse::<SocketAddr>()
+                .unwrap_or_else(|_| unreachable!()),
+            false,
+            String::new(),
+        )
+    }
+
+    #[test]
+    fn peers_follow_the_detected_protocol() {
+        let d = Detector::new(Duration::from_secs(1));
+        let mut p = peer();
+        d.configure_peer(&mut p, Protocol::TlsH2, false, false);
+        assert!(p.is_tls());
+        assert_eq!(p.options.alpn, ALPN::H2H1);
+        assert!(!p.options.verify_cert);
+        assert!(p.options.ca.is_some(), "never an empty CA store");
+        assert_eq!(p.sni, "127.0.0.1", "IP backends get the IP as server name");
+
+        // WebSocket upgrades go over HTTP/1.1 even to an h2-capable backend
+        let mut p = peer();
+        d.configure_peer(&mut p, Protocol::TlsH2, false, true);
+        assert_eq!(p.options.alpn, ALPN::H1);
+        let mut p = peer();
+        d.configure_peer(&mut p, Protocol::H2c, false, true);
+        assert_eq!(p.options.alpn, ALPN::H1);
+        assert!(!p.is_tls());
+
+        let mut p = peer();
+        d.configure_peer(&mut p, Protocol::H2c, false, false);
+        assert_eq!(p.options.alpn, ALPN::H2);
+        let mut p = peer();
+        d.configure_peer(&mut p, Protocol::TlsHttp1, true, false);
+        assert!(p.options.verify_cert && p.options.verify_hostname);
+        assert_eq!(p.options.alpn, ALPN::H1);
+    }
+
+    #[test]
+    fn remembered_until_forgotten() {
+        let d = Detector::new(Duration::from_secs(1));
+        assert_eq!(d.detected("a:1"), None);
+        d.record("a:1", Protocol::TlsH2);
+        assert_eq!(d.detected("a:1"), Some(Protocol::TlsH2));
+        assert_eq!(d.snapshot(), vec![("a:1".to_string(), Protocol::TlsH2)]);
+        d.forget("a:1");
+        assert_eq!(d.detected("a:1"), None);
+    }
+}
