@@ -8,11 +8,15 @@
 # Env: TRAFFIC=1 turns the traffic policy on for the bench route (a rate limit and a 4xx limit that
 #      never trigger, so every request pays for the limiter, and health checks every second);
 #      ARALEZ_BIN=path measures another aralez binary (e.g. one built from an older commit).
+# TLS=1: Aralez and nginx terminate TLS (same ECDSA P-256 certificate, TLS 1.3; wrk keeps its
+# connections, so this is TLS-terminated request cost), and a last section measures the cost of a
+# full handshake (`openssl s_time -new`: new connections per second, and proxy CPU per handshake).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
 ROUNDS=${2:-3}
 CONNS=${CONNS:-32}
+TLS=${TLS:-0}
 bash scripts/deps.sh wrk nginx-light cmake build-essential pkg-config
 cargo build --release -q --bin aralez --example bare_pingora
 BARE=$PWD/target/release/examples/bare_pingora
@@ -94,6 +98,18 @@ DEFAULT:
 YAML
 fi
 
+SCHEME=http; ARZ_PORT=$ARZ
+if [ "$TLS" = 1 ]; then
+  mkdir -p "$WORK/certs"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$WORK/certs/default.key" -out "$WORK/certs/default.crt" 2>/dev/null
+  sed -i "s|listen 127.0.0.1:$NGX;|listen 127.0.0.1:$NGX ssl; ssl_certificate $WORK/certs/default.crt; ssl_certificate_key $WORK/certs/default.key; ssl_protocols TLSv1.2 TLSv1.3;|" "$WORK/nginx.conf"
+  ARZ_TLS=$(port)
+  printf 'proxy_address_tls: "127.0.0.1:%s"\nproxy_certificates: %s\n' "$ARZ_TLS" "$WORK/certs" >> "$WORK/main.yaml"
+  SCHEME=https; ARZ_PORT=$ARZ_TLS
+fi
+
 taskset -c 1 nginx -c "$WORK/backend.conf" -p "$WORK"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK"
 taskset -c 0 "$BIN" -c "$WORK/main.yaml" 2>"$WORK/aralez.err" &
@@ -133,9 +149,9 @@ for size in tiny 1k 100k; do
   for r in $(seq "$ROUNDS"); do
     for who in nginx bare aralez; do
       case $who in
-        nginx) url="http://127.0.0.1:$NGX/$size"; pid=$NGX_PID ;;
-        bare) url="http://127.0.0.1:$BAR/$size"; pid=$BAR_PID ;;
-        aralez) url="http://127.0.0.1:$ARZ/$size"; pid=$ARZ_PID ;;
+        nginx) url="$SCHEME://127.0.0.1:$NGX/$size"; pid=$NGX_PID ;;
+        bare) url="http://127.0.0.1:$BAR/$size"; pid=$BAR_PID ;;   # plain: the floor
+        aralez) url="$SCHEME://127.0.0.1:$ARZ_PORT/$size"; pid=$ARZ_PID ;;
       esac
       read -r rps p99 cpu errs < <(round "$url" "$pid")
       printf '%-6s %-7s %10s %9s %12s %6s\n' "$size" "$who" "$rps" "$p99" "$cpu" "$errs"
@@ -152,3 +168,29 @@ PY
   unset sum
 done
 echo "RSS aralez idle-ish: $(awk '/VmRSS/{print $2" kB"}' /proc/$ARZ_PID/status)"
+
+if [ "$TLS" = 1 ]; then
+  # full handshakes: openssl s_time opens a new connection per handshake (no resumption)
+  handshakes() {
+    local port=$1 pid=$2
+    local t0; t0=$(cpu_ticks "$pid")
+    local out; out=$(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -new -time "$SECS" 2>/dev/null)
+    local t1; t1=$(cpu_ticks "$pid")
+    python3 - "$out" "$t0" "$t1" "$TCK" "$SECS" <<'PY'
+import re, sys
+out, t0, t1, tck, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+m = re.search(r"(\d+) connections in ([\d.]+) real seconds", out)
+n, real = (int(m.group(1)), float(m.group(2))) if m else (0, secs)
+print(f"{n/real:.0f} {(t1-t0)*1e6/tck/max(n,1):.0f}")
+PY
+  }
+  printf '\n%-8s %14s %18s\n' proxy "handshakes/s" "cpu us/handshake"
+  hs_n=0; hs_a=0; cpu_n=0; cpu_a=0
+  for r in $(seq "$ROUNDS"); do
+    read -r rate cpu < <(handshakes "$NGX" "$NGX_PID"); printf '%-8s %14s %18s\n' nginx "$rate" "$cpu"
+    hs_n=$((hs_n+rate)); cpu_n=$((cpu_n+cpu))
+    read -r rate cpu < <(handshakes "$ARZ_TLS" "$ARZ_PID"); printf '%-8s %14s %18s\n' aralez "$rate" "$cpu"
+    hs_a=$((hs_a+rate)); cpu_a=$((cpu_a+cpu))
+  done
+  python3 -c "print(f'RATIO handshakes: aralez/nginx  rate {$hs_a/max($hs_n,1):.2f}  cpu/handshake {$cpu_a/max($cpu_n,1):.2f}')"
+fi

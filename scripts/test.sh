@@ -4,7 +4,9 @@
 # when a nightly toolchain is present. Usage: scripts/test.sh [--no-fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh cmake build-essential pkg-config curl
+bash scripts/deps.sh cmake build-essential pkg-config curl openssl
+# clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py)
+python3 -c 'import grpc, websockets' 2>/dev/null || pip install --quiet grpcio websockets
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -39,6 +41,16 @@ if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-mus
   file target/x86_64-unknown-linux-musl/release/aralez || true
 else
   echo "musl: SKIP (the x86_64-unknown-linux-musl target is not installed on this toolchain and cannot be downloaded here)"
+fi
+
+step "openssl feature: build, and the TLS and protocol end-to-end suites against it"
+# a separate target dir: the feature switch would otherwise rebuild pingora back and forth
+if bash scripts/deps.sh libssl-dev; then
+  cargo build --no-default-features --features openssl --target-dir target/openssl
+  cargo test --no-default-features --features openssl --target-dir target/openssl \
+    --test tls_e2e --test protocols_e2e
+else
+  echo "SKIP: libssl-dev is missing and cannot be installed here; openssl feature not built" >&2
 fi
 
 if [ "${1:-}" != "--no-fuzz" ]; then

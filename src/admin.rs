@@ -31,6 +31,8 @@ pub struct Admin {
     ready: Arc<AtomicBool>,
     /// upstreams.yaml, for `POST /conf`; `None`: the config API is off.
     config_api: Option<PathBuf>,
+    /// Upstream protocol detection, for `/status`.
+    detector: Option<Arc<crate::tls::upstream::Detector>>,
 }
 
 /// Who may call an endpoint.
@@ -58,6 +60,7 @@ impl Admin {
             public_readonly,
             ready,
             config_api: None,
+            detector: None,
         }
     }
 
@@ -65,6 +68,12 @@ impl Admin {
     /// `upstreams`.
     pub fn with_config_api(mut self, upstreams: PathBuf, enabled: bool) -> Self {
         self.config_api = enabled.then_some(upstreams);
+        self
+    }
+
+    /// Reports each backend's detected protocol on `/status`.
+    pub fn with_detector(mut self, detector: Arc<crate::tls::upstream::Detector>) -> Self {
+        self.detector = Some(detector);
         self
     }
 
@@ -150,9 +159,12 @@ impl ServeHttp for Admin {
             "/config/status" => self.refuse(session, Access::ReadOnly).unwrap_or_else(|| {
                 reply(StatusCode::OK, "application/json", self.store.status_json())
             }),
-            "/status" => self
-                .refuse(session, Access::ReadOnly)
-                .unwrap_or_else(|| json_reply(200, &crate::admin_api::status(&self.store))),
+            "/status" => self.refuse(session, Access::ReadOnly).unwrap_or_else(|| {
+                json_reply(
+                    200,
+                    &crate::admin_api::status(&self.store, self.detector.as_deref()),
+                )
+            }),
             "/metrics" => self.refuse(session, Access::ReadOnly).unwrap_or_else(|| {
                 reply(
                     StatusCode::OK,

@@ -156,9 +156,9 @@ pub fn issue_jwt(master_key: Option<&str>, body: &[u8], now: i64) -> (u16, Value
 
 /// `GET /status`: the active plan's routes and their backends.
 ///
-/// Per backend, `healthy` is `null` and `protocol` is `"unknown"` until health checking and
-/// upstream protocol detection exist (they fill these two fields in).
-pub fn status(store: &PlanStore) -> Value {
+/// Per backend: `healthy` (its health-check state; `null` when it did not resolve) and
+/// `protocol` as last detected (`"unknown"` before first use or after a connection failure).
+pub fn status(store: &PlanStore, detector: Option<&crate::tls::upstream::Detector>) -> Value {
     let active = store.load();
     let routes: Vec<Value> = active
         .plan
@@ -172,15 +172,18 @@ pub fn status(store: &PlanStore) -> Value {
                 .iter()
                 .map(|b| {
                     let id = backend_id(b);
-                    let addr = peers
-                        .and_then(|p| p.peers.iter().find(|p| p.id == id))
-                        .map(|p| p.addr.to_string());
+                    let peer = peers.and_then(|p| p.peers.iter().find(|p| p.id == id));
+                    let addr = peer.map(|p| p.addr.to_string());
+                    let healthy = peer.map(|p| p.health.is_healthy());
+                    let protocol = detector
+                        .and_then(|d| d.detected(&id))
+                        .map_or("unknown", |p| p.as_str());
                     json!({
                         "id": id,
                         "address": addr,
                         "resolved": addr.is_some(),
-                        "healthy": Value::Null,
-                        "protocol": "unknown",
+                        "healthy": healthy,
+                        "protocol": protocol,
                     })
                 })
                 .collect();

@@ -19,6 +19,7 @@ use prometheus::IntGauge;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::plan_store::PlanStore;
+use crate::tls::upstream::{Detector, Protocol};
 
 /// The health of one backend of one route.
 #[derive(Debug)]
@@ -102,12 +103,24 @@ impl HealthSettings {
 pub struct HealthChecker {
     store: Arc<PlanStore>,
     settings: HealthSettings,
+    detector: Option<Arc<Detector>>,
 }
 
 impl HealthChecker {
     /// A checker of whatever `store` serves.
     pub fn new(store: Arc<PlanStore>, settings: HealthSettings) -> Self {
-        Self { store, settings }
+        Self {
+            store,
+            settings,
+            detector: None,
+        }
+    }
+
+    /// Detect each backend's protocol again on every round and probe it in that protocol
+    /// (see [`probe_detected`]); without a detector every backend is probed as plain HTTP/1.1.
+    pub fn with_detector(mut self, detector: Arc<Detector>) -> Self {
+        self.detector = Some(detector);
+        self
     }
 
     /// Probes every checked backend of the current plan once, concurrently (at most
@@ -117,7 +130,8 @@ impl HealthChecker {
     pub async fn round(&self) {
         let active = self.store.load();
         type Subscribers = Vec<(String, String, Arc<Health>)>;
-        let mut wanted: std::collections::HashMap<(SocketAddr, String, String), Subscribers> =
+        type Target = (SocketAddr, String, String, String);
+        let mut wanted: std::collections::HashMap<Target, Subscribers> =
             std::collections::HashMap::new();
         for (route, peers) in active.plan.routes.iter().zip(active.routes.iter()) {
             if !route.healthcheck {
@@ -126,7 +140,7 @@ impl HealthChecker {
             for peer in &peers.peers {
                 let host = probe_host(&route.host, &peer.id);
                 wanted
-                    .entry((peer.addr, route.path.clone(), host))
+                    .entry((peer.addr, route.path.clone(), host, peer.sni.clone()))
                     .or_default()
                     .push((route.id.clone(), peer.id.clone(), peer.health.clone()));
             }
@@ -134,13 +148,21 @@ impl HealthChecker {
         drop(active);
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES));
         let mut probes = tokio::task::JoinSet::new();
-        for ((addr, path, host), subscribers) in wanted {
+        for ((addr, path, host, sni), subscribers) in wanted {
             let request = probe_request(self.settings.method, &path, &host);
             let timeout = self.settings.timeout();
             let limit = limit.clone();
+            let detector = self.detector.clone();
             probes.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (subscribers, probe(addr, request, timeout).await)
+                let outcome = match detector {
+                    None => probe(addr, request, timeout).await,
+                    Some(d) => {
+                        let ids = subscribers.iter().map(|(_, backend, _)| backend.as_str());
+                        probe_detected(&d, ids, addr, &sni, request, timeout).await
+                    }
+                };
+                (subscribers, outcome)
             });
         }
         while let Some(done) = probes.join_next().await {
@@ -164,6 +186,46 @@ impl HealthChecker {
         }
     }
 }
+
+/// Detects the backend's protocol again (a TLS handshake first, as on first use), records it for
+/// `backend_ids`, then probes in that protocol: plain or TLS HTTP/1.1 requests get their status
+/// checked; h2-only backends (TLS with h2 by ALPN, h2c) pass when their handshake succeeds, since
+/// an HTTP/1.1 probe request cannot be sent to them.
+pub async fn probe_detected<'a>(
+    detector: &Detector,
+    backend_ids: impl Iterator<Item = &'a str>,
+    addr: SocketAddr,
+    sni: &str,
+    request: Vec<u8>,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let Some(protocol) = detector.detect(addr, sni).await else {
+        return Err("no answer to TLS, HTTP/1.1 or h2c".to_string());
+    };
+    for id in backend_ids {
+        detector.record(id, protocol);
+    }
+    match protocol {
+        Protocol::Http1 => probe(addr, request, timeout).await,
+        Protocol::TlsHttp1 => {
+            let attempt = async {
+                let stream = detector
+                    .connect_tls_http1(addr, sni)
+                    .await
+                    .map_err(|e| format!("TLS connect: {e}"))?;
+                exchange(stream, &request).await
+            };
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            }
+        }
+        Protocol::TlsH2 | Protocol::H2c => Ok(H2_HANDSHAKE_OK),
+    }
+}
+
+/// The "status" of an h2-only backend whose handshake succeeded (below 500: healthy).
+pub const H2_HANDSHAKE_OK: u16 = 0;
 
 /// Most probes in flight at once.
 pub const MAX_CONCURRENT_PROBES: usize = 256;
@@ -189,6 +251,7 @@ impl BackgroundService for HealthChecker {
 
 fn describe(outcome: &Result<u16, String>) -> String {
     match outcome {
+        Ok(H2_HANDSHAKE_OK) => "h2 handshake".to_string(),
         Ok(status) => format!("status {status}"),
         Err(e) => e.clone(),
     }
@@ -218,12 +281,26 @@ pub fn probe_request(method: &str, path: &str, host: &str) -> Vec<u8> {
 /// Sends one probe and returns the status code of the answer.
 pub async fn probe(addr: SocketAddr, request: Vec<u8>, timeout: Duration) -> Result<u16, String> {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
+        let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
+        exchange(stream, &request).await
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// Sends a probe request on an open stream and reads the status code of the answer.
+async fn exchange<S>(mut stream: S, request: &[u8]) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    {
         stream
-            .write_all(&request)
+            .write_all(request)
             .await
             .map_err(|e| format!("write: {e}"))?;
         let mut buf = [0u8; 64];
@@ -241,10 +318,6 @@ pub async fn probe(addr: SocketAddr, request: Vec<u8>, timeout: Duration) -> Res
         }
         parse_status(buf.get(..len).unwrap_or_default())
             .ok_or_else(|| "no HTTP status line".to_string())
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
 }
 

@@ -20,23 +20,11 @@ pub mod proxy;
 pub mod secret;
 pub mod server;
 pub mod sources;
+pub mod tls;
 
 /// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
 /// them (E0900) instead of silently ignoring them.
-pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &[
-    "verify_upstream_tls",
-    "provider:consul",
-    "provider:kubernetes",
-];
+pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["provider:consul", "provider:kubernetes"];
 
 /// main.yaml keys this build parses but does not enforce yet (refused with E0900).
-pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[
-    "user",
-    "group",
-    "proxy_address_tls",
-    "proxy_certificates",
-    "proxy_tls_grade",
-    "config_tls_address",
-    "config_tls_certificate",
-    "config_tls_key_file",
-];
+pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &["user", "group"];

@@ -21,6 +21,7 @@ use crate::balance::{self, Pick};
 use crate::limits::{LimitKind, Limits};
 use crate::metrics::Metrics;
 use crate::plan_store::{Active, PlanStore};
+use crate::tls::upstream::{Detector, Protocol};
 use aralez_compiler::Cidr;
 
 /// Process-wide settings of the proxy (from main.yaml; a change needs a restart).
@@ -61,6 +62,7 @@ pub struct Proxy {
     settings: ProxySettings,
     metrics: Arc<Metrics>,
     limits: Limits,
+    detector: Option<Arc<Detector>>,
 }
 
 impl Proxy {
@@ -71,7 +73,15 @@ impl Proxy {
             settings,
             metrics,
             limits: Limits::new(),
+            detector: None,
         }
+    }
+
+    /// Detects each backend's protocol (TLS, h2) on first use; without it every backend is plain
+    /// HTTP/1.1.
+    pub fn with_detector(mut self, detector: Arc<Detector>) -> Self {
+        self.detector = Some(detector);
+        self
     }
 }
 
@@ -248,7 +258,20 @@ impl ProxyHttp for Proxy {
         ctx.tries += 1;
         ctx.peer_idx = Some(pick.index());
         ctx.peer_id = Some(peer.id.clone());
-        let mut http_peer = HttpPeer::new(peer.addr, false, peer.sni.clone());
+        let protocol = match &self.detector {
+            Some(d) => d.protocol(&peer.id, peer.addr, &peer.sni).await,
+            None => Protocol::Http1,
+        };
+        let mut http_peer = HttpPeer::new(peer.addr, protocol.is_tls(), peer.sni.clone());
+        if let Some(d) = &self.detector {
+            let verify = active
+                .plan
+                .routes
+                .get(idx)
+                .is_some_and(|r| r.verify_upstream_tls);
+            let upgrade = session.req_header().headers.contains_key(header::UPGRADE);
+            d.configure_peer(&mut http_peer, protocol, verify, upgrade);
+        }
         http_peer.options.connection_timeout = Some(self.settings.connect_timeout);
         http_peer.options.total_connection_timeout = Some(self.settings.connect_timeout);
         http_peer.options.read_timeout = Some(self.settings.read_timeout);
@@ -265,6 +288,10 @@ impl ProxyHttp for Proxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         log::warn!("connect to {peer} failed: {e}");
+        if let (Some(d), Some(id)) = (&self.detector, ctx.peer_id.as_deref()) {
+            // the backend may have changed protocol: detect again on next use
+            d.forget(id);
+        }
         if let Some(route) = route_of(ctx) {
             let backend = ctx.peer_id.as_deref().unwrap_or("-");
             self.metrics

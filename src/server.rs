@@ -74,6 +74,9 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             )
         );
     }
+    // before anything builds a TLS config: the grade is the process-default rustls provider
+    #[cfg(feature = "rustls")]
+    crate::tls::grade::install_process_default(cfg.proxy_tls_grade);
     let upstreams = main.upstreams_path();
     let sources = match UpstreamSources::read(&upstreams) {
         Ok(s) => s,
@@ -170,12 +173,22 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         https_port: cfg.proxy_address_tls.map(|a| a.port()),
         via_token: via_token(),
     };
+    if let Err(e) = crate::tls::upstream::preflight() {
+        log::error!("upstream TLS: {e}");
+        return 2;
+    }
+    let detector = Arc::new(crate::tls::upstream::Detector::new(Duration::from_secs(
+        cfg.upstream_connect_timeout,
+    )));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &conf,
-        Proxy::new(store.clone(), proxy_settings, metrics.clone()),
+        Proxy::new(store.clone(), proxy_settings, metrics.clone()).with_detector(detector.clone()),
         "proxy",
     );
     proxy.add_tcp(&cfg.proxy_address_http.to_string());
+    if let Err(code) = crate::tls::wiring::proxy_tls(&mut proxy, &main, &metrics) {
+        return code;
+    }
     let proxy_handle = server.add_service(proxy);
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -184,15 +197,35 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         Admin::new(
             store.clone(),
             metrics.clone(),
-            master_key,
+            master_key.clone(),
             cfg.admin_public_readonly,
             ready.clone(),
         )
-        .with_config_api(upstreams.clone(), cfg.config_api_enabled),
+        .with_config_api(upstreams.clone(), cfg.config_api_enabled)
+        .with_detector(detector.clone()),
     );
     admin.threads = Some(1);
     admin.add_tcp(&cfg.config_address.to_string());
     let admin_handle = server.add_service(admin);
+    if let Some(addr) = cfg.config_tls_address {
+        let mut admin_tls = Service::new(
+            "admin-tls".to_string(),
+            Admin::new(
+                store.clone(),
+                metrics.clone(),
+                master_key.clone(),
+                cfg.admin_public_readonly,
+                ready.clone(),
+            )
+            .with_config_api(upstreams.clone(), cfg.config_api_enabled)
+            .with_detector(detector.clone()),
+        );
+        admin_tls.threads = Some(1);
+        if let Err(code) = crate::tls::wiring::admin_tls(&mut admin_tls, addr, &main) {
+            return code;
+        }
+        server.add_service(admin_tls);
+    }
 
     if let (Some(folder), Some(addr)) = (&cfg.file_server_folder, cfg.file_server_address) {
         match crate::files::file_service(&main.resolve(&folder.value), addr) {
@@ -219,7 +252,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
                 rise: cfg.hc_rise,
                 fall: cfg.hc_fall,
             },
-        ),
+        )
+        .with_detector(detector),
     ));
 
     if let Err(e) = crate::sources::file_watch::spawn(store, upstreams) {

@@ -385,7 +385,8 @@ fn jwt_issue_and_status_and_metrics() {
     assert_eq!(ok.status, 200);
     assert_eq!(get(p.http, HOST, "/", &[]).unwrap().status, 401);
 
-    // /status: routes and backends; health and protocol are not known yet
+    // /status: routes and backends with their health and detected protocol (the backend has
+    // served requests and been probed, so both are known)
     let s = json(&admin_get(&p, "/status"));
     let routes = s["routes"].as_array().unwrap();
     assert_eq!(routes.len(), 1);
@@ -395,9 +396,11 @@ fn jwt_issue_and_status_and_metrics() {
     assert_eq!(backends.len(), 2);
     assert_eq!(backends[0]["id"], b.addr.to_string());
     assert_eq!(backends[0]["resolved"], true);
-    assert!(backends[0]["healthy"].is_null());
-    assert_eq!(backends[0]["protocol"], "unknown");
+    assert_eq!(backends[0]["healthy"], true);
+    assert_eq!(backends[0]["protocol"], "http1");
     assert_eq!(backends[1]["resolved"], false);
+    assert!(backends[1]["healthy"].is_null());
+    assert_eq!(backends[1]["protocol"], "unknown");
     assert_eq!(s["hash"].as_str().unwrap().len(), 64);
 
     // metrics move with traffic (counters move when the exchange is logged, after the response)

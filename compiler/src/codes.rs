@@ -71,6 +71,7 @@ codes! {
     REFERENCED_FILE_MISSING = "E0801", "A file that main.yaml names does not exist (reported by `aralez check --main` without `--syntax-only`, not by the pure compiler).", "Create the file or fix the path; relative paths are resolved against main.yaml's folder.";
     REFERENCED_FOLDER_MISSING = "E0802", "A folder that main.yaml names (or the folder of a file it will write) does not exist (reported by `aralez check --main`).", "Create the folder or fix the path; relative paths are resolved against main.yaml's folder.";
     AUTH_SECRET_UNAVAILABLE = "E0803", "A route's authentication secret cannot be loaded: its `creds_file` is unreadable, empty or malformed, or a `jwt` route without `creds` while no master key is configured (reported by the runtime when it loads a plan, not by the pure compiler).", "Fix the file (basic: one `user:password` line), or set `master_key`/`master_key_file` in main.yaml, or give the route its own `creds`.";
+    TLS_PAIR_INVALID = "E0804", "A TLS certificate pair (`NAME.crt` + `NAME.key` in `proxy_certificates`, or the admin TLS certificate and key) does not load: unreadable, not PEM, unsupported key type, key not matching the certificate, expired, or one file of the pair missing (reported by `aralez check --main`; the running proxy skips the pair with the same message).", "Fix or remove the file named in the message; the other pairs keep serving.";
     UNSUPPORTED = "E0900", "A setting that this build of aralez does not support yet.", "Remove the setting.";
     DEPRECATED = "W0001", "An Aralez 0.92 spelling; still accepted.", "Use the canonical spelling given in the message.";
     TO_HTTPS_NO_TLS = "W0002", "`to_https` while no TLS listener (`proxy_address_tls`) is configured.", "Configure `proxy_address_tls`, or remove `to_https`.";
@@ -81,6 +82,8 @@ codes! {
     ADMIN_PUBLIC = "W0010", "The admin API listens on a non-loopback address.", "Bind it to 127.0.0.1, or make sure a firewall protects it.";
     SHORT_MASTER_KEY = "W0011", "`master_key` is shorter than 32 bytes.", "Use at least 32 random bytes (e.g. `openssl rand -hex 32`).";
     TLS_GRADE_UNSAFE = "W0012", "`proxy_tls_grade: unsafe` is accepted as `medium` (rustls has no legacy suites).", "Use `medium` or `high`.";
+    TLS_CERT_EXPIRING = "W0801", "A TLS certificate (in `proxy_certificates`, or the admin's) expires within 14 days (reported by `aralez check --main`).", "Renew it; the certificate folder is reloaded without a restart.";
+    TLS_FOLDER_EMPTY = "W0802", "`proxy_certificates` holds no usable certificate pair: TLS handshakes fail until one is added (reported by `aralez check --main`).", "Add `NAME.crt` + `NAME.key` pairs (PEM) to the folder.";
 }
 
 /// The registry entry of a code.

@@ -86,6 +86,7 @@ pub fn run(args: &CheckArgs) -> i32 {
                 if !args.syntax_only {
                     diags.extend(referenced_files(&main, &name));
                     auth_settings = Some(crate::server::master_key(&main).ok().flatten());
+                    diags.extend(crate::tls::check_main(&main, &name));
                 }
                 if files.is_empty() {
                     let up = main.upstreams_path();

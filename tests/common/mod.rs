@@ -209,7 +209,8 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
 
 /// A real HTTP/1.1 backend that answers every request with a JSON echo:
 /// `{"backend": name, "method", "path", "headers": {lower-case name: value}}`, keep-alive aware.
-/// Health probes (User-Agent `aralez-health/…`) are answered but not counted in `hits`/`paths`.
+/// Health probes (User-Agent `aralez-health/…`) and protocol detection (`aralez-detect`) are
+/// answered but not counted in `hits`/`paths`.
 pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
@@ -426,7 +427,11 @@ fn serve_conn(s: TcpStream, c: &Conn) {
             if forced != 0 {
                 status = forced;
             }
-        } else {
+        } else if !headers
+            .get("user-agent")
+            .is_some_and(|ua| ua.starts_with("aralez-detect"))
+        {
+            // protocol detection (a `HEAD /` on first use and with each probe) is not a hit either
             hits.fetch_add(1, Ordering::SeqCst);
             c.paths.lock().unwrap().push(path.clone());
         }
@@ -486,6 +491,8 @@ pub struct ProxyOpts<'a> {
     pub main_extra: &'a str,
     /// Serve this folder with the built-in file server.
     pub file_server: Option<&'a Path>,
+    /// Extra environment variables of the proxy process.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl Proxy {
@@ -519,6 +526,7 @@ impl Proxy {
         let child = Command::new(aralez_bin())
             .arg("-c")
             .arg(&main_path)
+            .envs(opts.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -1,0 +1,260 @@
+//! The certificate folder: every `NAME.crt` (PEM chain, leaf first) with its `NAME.key` (PEM
+//! private key: PKCS#8, PKCS#1 RSA or SEC1 EC; RSA, ECDSA P-256/P-384 or Ed25519).
+//!
+//! Loading never panics and never gives up on the whole folder because of one file: each pair
+//! either loads completely (parsed, key matches the leaf, not expired) or is reported as a
+//! [`PairError`] naming the file at fault. The same code serves `aralez check --main` and the
+//! running proxy, so both say the same thing about a folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Largest certificate or key file read (a chain of a few certificates is a few KiB).
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// One loaded, validated certificate pair.
+#[derive(Debug)]
+pub struct CertPair {
+    /// The pair's name: the file name without `.crt`/`.key`.
+    pub name: String,
+    /// Host names it serves (DNS SANs, else the subject CN), lower-cased, `*.` wildcards kept.
+    pub names: Vec<String>,
+    /// Expiry of the leaf certificate (Unix seconds).
+    pub not_after: i64,
+    /// The chain as DER, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key as DER.
+    pub key: PrivateKeyDer<'static>,
+    /// The rustls signing form of chain + key (ring provider).
+    pub certified: Arc<CertifiedKey>,
+}
+
+/// A pair (or a lone file) that did not load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairError {
+    /// The pair's name (metric label).
+    pub name: String,
+    /// The file at fault.
+    pub file: PathBuf,
+    /// What is wrong, for people.
+    pub reason: String,
+}
+
+impl std::fmt::Display for PairError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.reason)
+    }
+}
+
+/// Everything found in a folder.
+#[derive(Debug, Default)]
+pub struct FolderLoad {
+    /// Pairs that loaded, sorted by name.
+    pub pairs: Vec<CertPair>,
+    /// Pairs and lone files that did not, sorted by file.
+    pub errors: Vec<PairError>,
+}
+
+/// Loads every pair in `dir`. Only an unreadable folder is an `Err`; bad pairs are in `errors`.
+/// `now` is the Unix time used for the expiry check.
+pub fn load_folder(dir: &Path, now: i64) -> std::io::Result<FolderLoad> {
+    let mut crts = std::collections::BTreeSet::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // editors' and tools' temporary files (`.NAME.crt.tmp`, `.swp`) are not pairs
+        if file_name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        if let Some(stem) = file_name.strip_suffix(".crt") {
+            crts.insert(stem.to_string());
+        } else if let Some(stem) = file_name.strip_suffix(".key") {
+            keys.insert(stem.to_string());
+        }
+    }
+    let mut out = FolderLoad::default();
+    for name in &crts {
+        let crt = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        if !keys.contains(name) {
+            out.errors.push(PairError {
+                name: name.clone(),
+                file: crt,
+                reason: format!("no matching `{name}.key` in the folder"),
+            });
+            continue;
+        }
+        match load_pair(name, &crt, &key, now) {
+            Ok(pair) => out.pairs.push(pair),
+            Err(e) => out.errors.push(e),
+        }
+    }
+    for name in keys.difference(&crts) {
+        out.errors.push(PairError {
+            name: name.clone(),
+            file: dir.join(format!("{name}.key")),
+            reason: format!("no matching `{name}.crt` in the folder"),
+        });
+    }
+    out.errors.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(out)
+}
+
+/// Loads and validates one pair (`name` labels it in errors and metrics).
+pub fn load_pair(name: &str, crt: &Path, key: &Path, now: i64) -> Result<CertPair, PairError> {
+    let err = |file: &Path, reason: String| PairError {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        reason,
+    };
+    let crt_bytes = read_limited(crt).map_err(|e| err(crt, e))?;
+    let key_bytes = read_limited(key).map_err(|e| err(key, e))?;
+    let chain = CertificateDer::pem_slice_iter(&crt_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(crt, format!("not a PEM certificate chain: {e}")))?;
+    let Some(leaf) = chain.first() else {
+        return Err(err(crt, "no `BEGIN CERTIFICATE` block (not PEM?)".into()));
+    };
+    let info = leaf_info(leaf).map_err(|e| err(crt, e))?;
+    if info.not_after < now {
+        return Err(err(
+            crt,
+            format!("expired (notAfter {} UTC)", utc_date(info.not_after)),
+        ));
+    }
+    if info.names.is_empty() {
+        return Err(err(
+            crt,
+            "the certificate names no DNS host (no DNS subjectAltName and no CN)".into(),
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&key_bytes)
+        .map_err(|e| err(key, format!("no PEM private key: {e}")))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der.clone_key())
+        .map_err(|e| {
+            err(
+                key,
+                format!(
+                    "unsupported private key (RSA, ECDSA P-256/P-384 or Ed25519 expected): {e}"
+                ),
+            )
+        })?;
+    let certified = CertifiedKey::new(chain.clone(), signing);
+    certified.keys_match().map_err(|e| {
+        err(
+            key,
+            format!("the key does not belong to the certificate `{name}.crt` ({e})"),
+        )
+    })?;
+    Ok(CertPair {
+        name: name.to_string(),
+        names: info.names,
+        not_after: info.not_after,
+        chain,
+        key: key_der,
+        certified: Arc::new(certified),
+    })
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_PEM_BYTES {
+        return Err(format!("larger than {MAX_PEM_BYTES} bytes"));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+struct LeafInfo {
+    names: Vec<String>,
+    not_after: i64,
+}
+
+fn leaf_info(leaf: &CertificateDer<'_>) -> Result<LeafInfo, String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| format!("not a valid X.509 certificate: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let GeneralName::DNSName(dns) = n {
+                push_name(&mut names, dns);
+            }
+        }
+    }
+    if names.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                push_name(&mut names, s);
+            }
+        }
+    }
+    Ok(LeafInfo {
+        names,
+        not_after: cert.validity().not_after.timestamp(),
+    })
+}
+
+fn push_name(names: &mut Vec<String>, raw: &str) {
+    let n = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !n.is_empty()
+        && n.len() <= 253
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'*' | b'_'));
+    if valid && !names.contains(&n) {
+        names.push(n);
+    }
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC), for messages.
+pub fn utc_date(unix: i64) -> String {
+    // days-from-civil inverse (Howard Hinnant), no time crate needed
+    let days = unix.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Seconds since the Unix epoch, as the signed type X.509 times use.
+pub fn now_unix() -> i64 {
+    i64::try_from(crate::plan_store::unix_now()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_date(1_767_225_599), "2025-12-31");
+    }
+
+    #[test]
+    fn names_are_normalised_and_filtered() {
+        let mut v = Vec::new();
+        push_name(&mut v, "WWW.Example.COM.");
+        push_name(&mut v, "www.example.com");
+        push_name(&mut v, "bad name");
+        push_name(&mut v, "*.example.com");
+        assert_eq!(v, vec!["www.example.com", "*.example.com"]);
+    }
+}
