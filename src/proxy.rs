@@ -63,17 +63,22 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     limits: Limits,
     detector: Option<Arc<Detector>>,
+    /// `settings.via_token` as a ready header value (most requests carry no `Via` to chain).
+    via_value: http::HeaderValue,
 }
 
 impl Proxy {
     /// A proxy serving whatever `store` holds.
     pub fn new(store: Arc<PlanStore>, settings: ProxySettings, metrics: Arc<Metrics>) -> Self {
+        let via_value = http::HeaderValue::from_str(&settings.via_token)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("1.1 aralez"));
         Self {
             store,
             settings,
             metrics,
             limits: Limits::new(),
             detector: None,
+            via_value,
         }
     }
 
@@ -365,7 +370,7 @@ impl ProxyHttp for Proxy {
         let client = ctx.client_ip;
         let trusted =
             client.is_some_and(|ip| self.settings.trusted_proxies.iter().any(|c| c.contains(ip)));
-        let xff = match (client, trusted, req.headers.get("x-forwarded-for")) {
+        let xff = match (client, trusted, req.headers.get(&X_FORWARDED_FOR)) {
             (Some(ip), true, Some(prev)) => {
                 format!("{}, {ip}", String::from_utf8_lossy(prev.as_bytes()))
             }
@@ -373,24 +378,39 @@ impl ProxyHttp for Proxy {
             (None, _, _) => String::new(),
         };
         if xff.is_empty() {
-            req.remove_header("x-forwarded-for");
+            req.remove_header(&X_FORWARDED_FOR);
         } else {
-            req.insert_header("x-forwarded-for", xff)?;
+            req.insert_header(X_FORWARDED_FOR, xff)?;
         }
-        req.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
-        if let Some(host) = request_host(session.req_header()) {
-            let host = host.to_string();
-            req.insert_header("x-forwarded-host", host)?;
+        req.insert_header(
+            X_FORWARDED_PROTO,
+            http::HeaderValue::from_static(if tls { "https" } else { "http" }),
+        )?;
+        // the client's Host value as is (a cheap shared copy), or the HTTP/2 :authority
+        let host = session.req_header().headers.get(header::HOST).cloned();
+        match host {
+            Some(value) => {
+                req.insert_header(X_FORWARDED_HOST, value)?;
+            }
+            None => {
+                if let Some(authority) = session.req_header().uri.authority() {
+                    req.insert_header(X_FORWARDED_HOST, authority.as_str())?;
+                }
+            }
         }
-        let via = match req.headers.get(header::VIA) {
-            Some(prev) => format!(
-                "{}, {}",
-                String::from_utf8_lossy(prev.as_bytes()),
-                self.settings.via_token
-            ),
-            None => self.settings.via_token.clone(),
-        };
-        req.insert_header(header::VIA, via)?;
+        match req.headers.get(header::VIA) {
+            Some(prev) => {
+                let chained = format!(
+                    "{}, {}",
+                    String::from_utf8_lossy(prev.as_bytes()),
+                    self.settings.via_token
+                );
+                req.insert_header(header::VIA, chained)?;
+            }
+            None => {
+                req.insert_header(header::VIA, self.via_value.clone())?;
+            }
+        }
         if let Some(route) = route_of(ctx) {
             for (name, value) in &route.request_headers {
                 req.insert_header(name.clone(), value.clone())?;
@@ -669,8 +689,15 @@ pub fn decide(
     Decision::Proxy(idx)
 }
 
+/// `X-Forwarded-For`, `-Proto` and `-Host`, as ready header names.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+
 fn head_size(req: &RequestHeader) -> usize {
-    let line = req.method.as_str().len() + req.uri.to_string().len() + 12;
+    let target = req.uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + req.uri.authority().map_or(0, |a| a.as_str().len() + 8);
+    let line = req.method.as_str().len() + target + 12;
     req.headers
         .iter()
         .fold(line, |acc, (k, v)| acc + k.as_str().len() + v.len() + 4)
