@@ -117,7 +117,32 @@ pub fn load_pair(name: &str, crt: &Path, key: &Path, now: i64) -> Result<CertPai
     };
     let crt_bytes = read_limited(crt).map_err(|e| err(crt, e))?;
     let key_bytes = read_limited(key).map_err(|e| err(key, e))?;
-    let chain = CertificateDer::pem_slice_iter(&crt_bytes)
+    parse_pair(name, &crt_bytes, &key_bytes, now).map_err(|(which, reason)| match which {
+        PairFile::Crt => err(crt, reason),
+        PairFile::Key => err(key, reason),
+    })
+}
+
+/// Which file of a pair a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairFile {
+    /// The `.crt`.
+    Crt,
+    /// The `.key`.
+    Key,
+}
+
+/// Parses and validates a pair from the files' bytes (no I/O; what the fuzz-style tests drive).
+pub fn parse_pair(
+    name: &str,
+    crt_bytes: &[u8],
+    key_bytes: &[u8],
+    now: i64,
+) -> Result<CertPair, (PairFile, String)> {
+    let crt = PairFile::Crt;
+    let key = PairFile::Key;
+    let err = |which: PairFile, reason: String| (which, reason);
+    let chain = CertificateDer::pem_slice_iter(crt_bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(crt, format!("not a PEM certificate chain: {e}")))?;
     let Some(leaf) = chain.first() else {
@@ -136,7 +161,7 @@ pub fn load_pair(name: &str, crt: &Path, key: &Path, now: i64) -> Result<CertPai
             "the certificate names no DNS host (no DNS subjectAltName and no CN)".into(),
         ));
     }
-    let key_der = PrivateKeyDer::from_pem_slice(&key_bytes)
+    let key_der = PrivateKeyDer::from_pem_slice(key_bytes)
         .map_err(|e| err(key, format!("no PEM private key: {e}")))?;
     let provider = rustls::crypto::ring::default_provider();
     let signing = provider
@@ -246,6 +271,53 @@ mod tests {
         assert_eq!(utc_date(0), "1970-01-01");
         assert_eq!(utc_date(951_782_400), "2000-02-29");
         assert_eq!(utc_date(1_767_225_599), "2025-12-31");
+    }
+
+    fn pair(names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let p =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        (p.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn pairs_parse_and_mismatches_are_named() {
+        let (crt, key) = pair(&["A.Example.com", "*.wild.test"]);
+        let p = parse_pair("a", crt.as_bytes(), key.as_bytes(), 0).unwrap();
+        assert_eq!(p.names, vec!["a.example.com", "*.wild.test"]);
+        let (_, other_key) = pair(&["b.test"]);
+        let e = parse_pair("a", crt.as_bytes(), other_key.as_bytes(), 0).unwrap_err();
+        assert_eq!(e.0, PairFile::Key);
+        assert!(e.1.contains("does not belong"), "{}", e.1);
+        let e = parse_pair("a", crt.as_bytes(), key.as_bytes(), i64::MAX).unwrap_err();
+        assert_eq!(e.0, PairFile::Crt);
+        assert!(e.1.contains("expired"), "{}", e.1);
+        let e = parse_pair("a", b"", key.as_bytes(), 0).unwrap_err();
+        assert_eq!(e.0, PairFile::Crt);
+    }
+
+    /// Truncated and corrupted files never panic: they load or are refused.
+    #[test]
+    fn garbage_never_panics() {
+        let (crt, key) = pair(&["a.test"]);
+        let (crt, key) = (crt.into_bytes(), key.into_bytes());
+        for i in (0..crt.len()).step_by(7) {
+            let _ = parse_pair("a", crt.get(..i).unwrap_or_default(), &key, 0);
+            let mut c = crt.clone();
+            if let Some(b) = c.get_mut(i) {
+                *b ^= 0x5a;
+            }
+            let _ = parse_pair("a", &c, &key, 0);
+        }
+        for i in (0..key.len()).step_by(5) {
+            let _ = parse_pair("a", &crt, key.get(..i).unwrap_or_default(), 0);
+            let mut k = key.clone();
+            if let Some(b) = k.get_mut(i) {
+                *b ^= 0xa5;
+            }
+            let _ = parse_pair("a", &crt, &k, 0);
+        }
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! verified), and a plain `HEAD / HTTP/1.1`. A completed handshake means TLS (h2 when the server
 //! picked it). Otherwise a plain answer that starts with `HTTP/1.` means HTTP/1.1; a plain answer
 //! with any status but 400 decides at once (a TLS port answers plain requests with an alert or a
-//! 400). With neither, an HTTP/2 connection preface is sent: a SETTINGS frame back means h2c.
+//! 400). With neither, an HTTP/2 connection preface is sent: a SETTINGS frame back means h2c, and
+//! a backend that accepts connections but answers none of the probes in time is taken as HTTP/1.1.
+//! Only a backend that refuses connections stays undetected (and is probed again on next use).
 //!
 //! Upstream certificates are not verified (Aralez behaviour: self-signed backends just work)
 //! unless the route sets `verify_upstream_tls: true`, which requires a valid chain and name (for an
@@ -157,7 +159,13 @@ impl Detector {
         };
         match plain {
             Plain::Http1(_) => Some(Protocol::Http1),
-            Plain::Other => h2c_probe(addr, self.timeout).await.then_some(Protocol::H2c),
+            // it accepted a connection but did not answer like HTTP/1.x in time: h2c if it
+            // answers a preface, else assume a slow HTTP/1.1 server
+            Plain::Other => Some(if h2c_probe(addr, self.timeout).await {
+                Protocol::H2c
+            } else {
+                Protocol::Http1
+            }),
             Plain::Nothing => None,
         }
     }
