@@ -316,3 +316,54 @@ fn unreadable_system_ca_store_is_refused_cleanly() {
     assert!(err.contains("system CA store cannot be read"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn tls_and_plain_upstreams_stay_healthy_under_health_checks() {
+    let dir = TempDir::new("up");
+    let (bcert, bkey) = self_signed(&dir);
+    let https = PyServer::start("https_echo.py", &["secure", &bcert, &bkey]);
+    let plain = Backend::start("plain");
+    let up = format!(
+        "provider: file\nDEFAULT:\n  paths:\n    \"/\":\n      servers: [\"{}\", \"{}\"]\n",
+        https.addr, plain.addr
+    );
+    let p = Proxy::start_opts(
+        &up,
+        ProxyOpts {
+            main_extra: "hc_interval: 1\n",
+            ..Default::default()
+        },
+    );
+    // several probe rounds: the TLS backend is probed over TLS, not taken out as broken HTTP
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let r = get(p.http, "app.test", "/", &[]).unwrap();
+        assert_eq!(r.status, 200, "{}", p.log_text());
+        seen.insert(r.echo()["backend"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "both backends in rotation: {seen:?}\n{}",
+        p.log_text()
+    );
+    assert!(plain.probes() >= 2, "the plain backend is probed");
+    let status = get(p.admin, "admin", "/status", &[]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    let backends = v["routes"][0]["backends"].as_array().unwrap();
+    let by_id = |id: String| {
+        backends
+            .iter()
+            .find(|b| b["id"] == id.as_str())
+            .unwrap()
+            .clone()
+    };
+    let tls = by_id(https.addr.to_string());
+    assert_eq!(tls["healthy"], true, "{v}");
+    assert_eq!(tls["protocol"], "tls_http1", "{v}");
+    let plain_status = by_id(plain.addr.to_string());
+    assert_eq!(plain_status["healthy"], true, "{v}");
+    assert_eq!(plain_status["protocol"], "http1", "{v}");
+    assert!(!p.log_text().contains("is down"), "{}", p.log_text());
+}
