@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admin_api;
 pub mod auth;
 pub mod balance;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod files;

@@ -192,8 +192,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     let proxy_handle = server.add_service(proxy);
 
     let ready = Arc::new(AtomicBool::new(false));
-    let mut admin = Service::new(
-        "admin".to_string(),
+    // the same admin API on the plain listener and, when configured, on the TLS one
+    let admin_app = || {
         Admin::new(
             store.clone(),
             metrics.clone(),
@@ -202,24 +202,14 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             ready.clone(),
         )
         .with_config_api(upstreams.clone(), cfg.config_api_enabled)
-        .with_detector(detector.clone()),
-    );
+        .with_detector(detector.clone())
+    };
+    let mut admin = Service::new("admin".to_string(), admin_app());
     admin.threads = Some(1);
     admin.add_tcp(&cfg.config_address.to_string());
     let admin_handle = server.add_service(admin);
     if let Some(addr) = cfg.config_tls_address {
-        let mut admin_tls = Service::new(
-            "admin-tls".to_string(),
-            Admin::new(
-                store.clone(),
-                metrics.clone(),
-                master_key.clone(),
-                cfg.admin_public_readonly,
-                ready.clone(),
-            )
-            .with_config_api(upstreams.clone(), cfg.config_api_enabled)
-            .with_detector(detector.clone()),
-        );
+        let mut admin_tls = Service::new("admin-tls".to_string(), admin_app());
         admin_tls.threads = Some(1);
         if let Err(code) = crate::tls::wiring::admin_tls(&mut admin_tls, addr, &main) {
             return code;
