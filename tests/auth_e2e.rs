@@ -452,10 +452,7 @@ fn creds_file_is_read_and_rotated_on_sighup() {
         200
     );
     std::fs::write(&key_file, "second-key-0123456789abcdef").unwrap();
-    let _ = Command::new("kill")
-        .arg("-HUP")
-        .arg(proxy.child.id().to_string())
-        .status();
+    proxy.sighup();
     let rotated = proxy.wait_for(Duration::from_secs(5), || {
         get(
             proxy.http,
@@ -479,10 +476,7 @@ fn creds_file_is_read_and_rotated_on_sighup() {
     );
     // a file that disappears makes the next reload fail; the loaded key keeps working
     std::fs::remove_file(&key_file).unwrap();
-    let _ = Command::new("kill")
-        .arg("-HUP")
-        .arg(proxy.child.id().to_string())
-        .status();
+    proxy.sighup();
     let logged = proxy.wait_for(Duration::from_secs(5), || {
         proxy.log_text().contains("E0803")
     });

@@ -80,10 +80,7 @@ fn sighup_reloads() {
         one_route("svc.example.com", &b),
     )
     .unwrap();
-    std::process::Command::new("kill")
-        .args(["-HUP", &proxy.child.id().to_string()])
-        .status()
-        .unwrap();
+    proxy.sighup();
     let ok = proxy.wait_for(Duration::from_secs(2), || {
         get(proxy.http, "svc.example.com", "/", &[]).is_ok_and(|r| r.echo()["backend"] == "b")
     });

@@ -324,10 +324,7 @@ fn sighup_reloads_certificates() {
     let mut p = start_tls(&upstreams(&backend), certs.path(), "");
     let before = metrics(&p.proxy);
     assert!(!before.contains("trigger=\"sighup\""));
-    std::process::Command::new("kill")
-        .args(["-HUP", &p.proxy.child.id().to_string()])
-        .status()
-        .unwrap();
+    p.proxy.sighup();
     let took = p.proxy.wait_for(Duration::from_secs(3), || {
         p.proxy
             .log_text()

@@ -587,12 +587,23 @@ impl Proxy {
         None
     }
 
-    /// Sends SIGTERM and waits for the exit (bounded).
-    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
+    /// Sends `signal` (a `kill` name such as `HUP` or `TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
             .status();
+        assert!(status.is_ok(), "kill -{signal} could not run");
+    }
+
+    /// Sends SIGHUP: reload upstreams.yaml, secrets and certificates.
+    pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends SIGTERM and waits for the exit (bounded).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -607,10 +618,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
+            self.signal("TERM");
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
