@@ -11,6 +11,7 @@ pub mod balance;
 pub mod calendar;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod files;
 pub mod health;
 pub mod limits;

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub tls_not_after: IntGaugeVec,
     /// `aralez_tls_certificate_load_errors_total{name}`.
     pub tls_load_errors: IntCounterVec,
+    /// `aralez_downstream_refused_total{reason}`: connections and requests the gate refused
+    /// before pingora (reason: a status code, `header_timeout`, `body_timeout`,
+    /// `max_connections`, `max_connections_per_ip`, `bad_h2_preface`, ...).
+    pub downstream_refused: IntCounterVec,
 }
 
 /// Bounded method label: the standard methods, else `OTHER`.
@@ -148,6 +152,11 @@ impl Metrics {
                 "aralez_tls_certificate_load_errors_total",
                 "Certificate pairs skipped because they did not load.",
                 &["name"],
+            )?,
+            downstream_refused: counter(
+                "aralez_downstream_refused_total",
+                "Client connections or requests refused before they reached pingora, by reason.",
+                &["reason"],
             )?,
             registry,
         })

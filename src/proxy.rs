@@ -43,6 +43,10 @@ pub struct ProxySettings {
     pub https_port: Option<u16>,
     /// The `Via` token of this process; seeing it on an incoming request means a loop.
     pub via_token: String,
+    /// `escaped_slashes`.
+    pub escaped_slashes: aralez_compiler::EscapedSlashes,
+    /// Request buffering and body limits (HTTP/2; the gate applies them to HTTP/1.x).
+    pub body: crate::edge::h2_body::BodyLimits,
 }
 
 /// Access logging policy.
@@ -117,6 +121,8 @@ pub struct RequestCtx {
     /// The response is a 429 from our own limiter (not counted as a 4xx of the client).
     limited: bool,
     counted_in_flight: bool,
+    /// HTTP/2 request body bytes seen (for `client_max_body_size`).
+    body_bytes: u64,
 }
 
 /// Retries after a failed connection: once, on another healthy backend.
@@ -143,12 +149,14 @@ impl ProxyHttp for Proxy {
             real_ip: None,
             limited: false,
             counted_in_flight: false,
+            body_bytes: 0,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let active = self.store.load();
-        session.set_keepalive(Some(self.settings.downstream_idle_timeout));
+        let keepalive = wants_keepalive(session.req_header());
+        session.set_keepalive(keepalive.then_some(self.settings.downstream_idle_timeout));
         self.metrics.in_flight.inc();
         ctx.counted_in_flight = true;
         ctx.client_ip = session
@@ -176,6 +184,14 @@ impl ProxyHttp for Proxy {
                 ctx.active = Some(active);
                 // keep (up to pingora's limit) the body for a retry after a stale connection
                 session.as_mut().enable_retry_buffering();
+                match crate::edge::h2_body::buffer_h2_body(session, &self.settings.body).await {
+                    Ok(read) => ctx.body_bytes = read,
+                    Err(refusal) => {
+                        log::debug!("request body refused: {}", refusal.reason);
+                        respond(session, refusal.status, None).await?;
+                        return Ok(true);
+                    }
+                }
                 Ok(false)
             }
             Decision::Respond(status, location) => {
@@ -341,6 +357,25 @@ impl ProxyHttp for Proxy {
         e
     }
 
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let limits = &self.settings.body;
+        if session.as_downstream().is_http2()
+            && crate::edge::h2_body::over_limit(&mut ctx.body_bytes, body.as_ref(), limits)
+        {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body too large",
+            ));
+        }
+        Ok(())
+    }
+
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -365,6 +400,13 @@ impl ProxyHttp for Proxy {
             route_of(ctx),
         ) {
             crate::auth::strip_credentials(auth, route.forward_auth_header, req);
+        }
+        if !req.raw_path().starts_with(b"/") && req.uri.path_and_query().is_some() {
+            // an absolute-form target goes to the origin in origin-form (RFC 9112 section 3.2.1)
+            let origin_form = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let uri = http::Uri::try_from(origin_form)
+                .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad target"))?;
+            req.set_uri(uri);
         }
         let tls = is_tls(session);
         let client = ctx.client_ip;
@@ -584,6 +626,21 @@ fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
+/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when asked `keep-alive`.
+fn wants_keepalive(req: &RequestHeader) -> bool {
+    let has = |token: &str| {
+        req.headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    match req.version {
+        http::Version::HTTP_10 => has("keep-alive"),
+        http::Version::HTTP_11 => !has("close"),
+        _ => true,
+    }
+}
+
 /// The host a request is for: `Host`, else the URI authority (HTTP/2 `:authority`).
 pub fn request_host(req: &RequestHeader) -> Option<&str> {
     match req.headers.get(header::HOST) {
@@ -638,9 +695,15 @@ pub fn decide(
     {
         return Decision::Respond(508, None);
     }
-    let Some(host) = request_host(req) else {
-        return Decision::Respond(400, None);
+    let host = match request_host(req) {
+        Some(h) if crate::edge::authority::is_valid(h.as_bytes()) => h,
+        // HTTP/1.0 may leave the host out: only `DEFAULT` can answer it
+        None if req.version == http::Version::HTTP_10 => "",
+        _ => return Decision::Respond(400, None),
     };
+    if crate::edge::path::check(req.uri.path().as_bytes(), settings.escaped_slashes).is_err() {
+        return Decision::Respond(400, None);
+    }
     let idx = match active.plan.route(host, req.uri.path()) {
         Ok(idx) => idx,
         Err(RouteMiss::UnknownHost | RouteMiss::NoRoute) => return Decision::Respond(404, None),
@@ -703,22 +766,6 @@ fn head_size(req: &RequestHeader) -> usize {
         .fold(line, |acc, (k, v)| acc + k.as_str().len() + v.len() + 4)
 }
 
-fn status_text(code: u16) -> &'static str {
-    match code {
-        301 => "moved permanently\n",
-        400 => "bad request\n",
-        401 => "authentication required\n",
-        404 => "no route for this host and path\n",
-        429 => "too many requests\n",
-        431 => "request header fields too large\n",
-        502 => "bad gateway: the upstream failed\n",
-        503 => "service unavailable: no usable backend\n",
-        504 => "gateway timeout\n",
-        508 => "loop detected: this request already passed through this proxy\n",
-        _ => "error\n",
-    }
-}
-
 /// Writes a short response of our own (no `Server` header, no caching).
 async fn respond(session: &mut Session, code: u16, location: Option<&str>) -> Result<()> {
     match location {
@@ -733,7 +780,7 @@ async fn respond_with(
     code: u16,
     extra: &[(header::HeaderName, &str)],
 ) -> Result<()> {
-    let body = Bytes::from_static(status_text(code).as_bytes());
+    let body = Bytes::from_static(crate::edge::answer::status_text(code).as_bytes());
     let mut resp = ResponseHeader::build(code, Some(5))?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
@@ -787,6 +834,13 @@ mod tests {
             downstream_idle_timeout: 60,
             https_port: Some(8443),
             via_token: "1.1 aralez-test".into(),
+            escaped_slashes: aralez_compiler::EscapedSlashes::Reject,
+            body: crate::edge::h2_body::BodyLimits {
+                request_buffering: true,
+                body_buffer: 65536,
+                max_body: 0,
+                body_timeout: Duration::from_secs(1),
+            },
         }
     }
 

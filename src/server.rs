@@ -16,6 +16,7 @@ use aralez_compiler::Source;
 
 use crate::admin::Admin;
 use crate::config::{LoadedMain, MainError, UpstreamSources};
+use crate::edge::{head::HeadLimits, ConnLimits, EdgeApp, EdgeSettings};
 use crate::plan_store::{CompileSettings, PlanStore};
 use crate::proxy::{AccessLog, Proxy, ProxySettings};
 
@@ -172,6 +173,13 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         downstream_idle_timeout: cfg.downstream_idle_timeout,
         https_port: cfg.proxy_address_tls.map(|a| a.port()),
         via_token: via_token(),
+        escaped_slashes: cfg.escaped_slashes,
+        body: crate::edge::h2_body::BodyLimits {
+            request_buffering: cfg.request_buffering,
+            body_buffer: cfg.client_body_buffer_size,
+            max_body: cfg.client_max_body_size,
+            body_timeout: Duration::from_secs(cfg.client_body_timeout),
+        },
     };
     if let Err(e) = crate::tls::upstream::preflight() {
         log::error!("upstream TLS: {e}");
@@ -180,10 +188,27 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     let detector = Arc::new(crate::tls::upstream::Detector::new(Duration::from_secs(
         cfg.upstream_connect_timeout,
     )));
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let mut http = pingora::proxy::http_proxy(
         &conf,
         Proxy::new(store.clone(), proxy_settings, metrics.clone()).with_detector(detector.clone()),
-        "proxy",
+    );
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2c = true;
+    options.h2_idle_timeout = Some(Duration::from_secs(cfg.downstream_idle_timeout));
+    http.server_options = Some(options);
+    let edge = edge_settings(cfg);
+    let conn_limits = ConnLimits::new(cfg.max_connections, cfg.max_connections_per_ip);
+    let mut proxy = Service::new(
+        "proxy".to_string(),
+        EdgeApp::new(
+            http,
+            EdgeSettings {
+                h2c: true,
+                ..edge.clone()
+            },
+            Some(conn_limits),
+            Some(metrics.clone()),
+        ),
     );
     proxy.add_tcp(&cfg.proxy_address_http.to_string());
     if let Err(code) = crate::tls::wiring::proxy_tls(&mut proxy, &main, &metrics) {
@@ -194,7 +219,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     let ready = Arc::new(AtomicBool::new(false));
     // the same admin API on the plain listener and, when configured, on the TLS one
     let admin_app = || {
-        Admin::new(
+        let admin = Admin::new(
             store.clone(),
             metrics.clone(),
             master_key.clone(),
@@ -202,7 +227,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             ready.clone(),
         )
         .with_config_api(upstreams.clone(), cfg.config_api_enabled)
-        .with_detector(detector.clone())
+        .with_detector(detector.clone());
+        EdgeApp::new(admin, edge.clone(), None, Some(metrics.clone()))
     };
     let mut admin = Service::new("admin".to_string(), admin_app());
     admin.threads = Some(1);
@@ -218,8 +244,11 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     }
 
     if let (Some(folder), Some(addr)) = (&cfg.file_server_folder, cfg.file_server_address) {
-        match crate::files::file_service(&main.resolve(&folder.value), addr) {
-            Ok(mut files) => {
+        match crate::files::FileServer::new(&main.resolve(&folder.value)) {
+            Ok(files) => {
+                let gated = EdgeApp::new(files, edge.clone(), None, Some(metrics.clone()));
+                let mut files = Service::new(crate::files::SERVICE_NAME.to_owned(), gated);
+                files.add_tcp(&addr.to_string());
                 files.threads = Some(1);
                 server.add_service(files);
             }
@@ -263,6 +292,25 @@ struct Readiness(Arc<AtomicBool>);
 impl BackgroundService for Readiness {
     async fn start(&self, _shutdown: ShutdownWatch) {
         self.0.store(true, Ordering::Release);
+    }
+}
+
+/// The connection gate's settings from main.yaml (h2c is switched on for the proxy's plain
+/// listener only).
+fn edge_settings(cfg: &aralez_compiler::MainConfig) -> EdgeSettings {
+    EdgeSettings {
+        header_timeout: Duration::from_secs(cfg.client_header_timeout),
+        body_timeout: Duration::from_secs(cfg.client_body_timeout),
+        idle_timeout: Duration::from_secs(cfg.downstream_idle_timeout),
+        request_buffering: cfg.request_buffering,
+        body_buffer: cfg.client_body_buffer_size,
+        max_body: cfg.client_max_body_size,
+        head: HeadLimits {
+            max_head: cfg.max_request_header_bytes,
+            max_target: crate::edge::MAX_TARGET,
+            max_fields: crate::edge::MAX_FIELDS,
+        },
+        h2c: false,
     }
 }
 

@@ -72,9 +72,10 @@ pub fn normalize_prefix(prefix: &str) -> String {
 }
 
 /// Normalises a request path for matching only: percent-encoded unreserved characters decoded,
-/// `.` and `..` segments resolved, `//` collapsed, trailing `/` dropped. A path that does not start
-/// with `/` (other than `*`), carries a control byte or a bad escape, or climbs above the root is
-/// [`RouteMiss::BadPath`].
+/// `;` parameters cut from each segment (as servlet containers read `/admin;x`), `.` and `..`
+/// segments resolved, `//` collapsed, trailing `/` dropped. A path that does not start with `/`
+/// (other than `*`), carries a control byte (raw or percent-encoded) or a bad escape, or climbs
+/// above the root is [`RouteMiss::BadPath`].
 pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, RouteMiss> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -95,6 +96,7 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, RouteMiss> {
     let decoded = decode_unreserved(bytes)?;
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
+        let seg = seg.split(';').next().unwrap_or_default();
         match seg {
             "" | "." => {}
             ".." => {
@@ -116,11 +118,11 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, RouteMiss> {
     Ok(Cow::Owned(out))
 }
 
-/// True when the path needs no work: no `%`, no control bytes, no `//`, no `.` segments.
+/// True when the path needs no work: no `%`, no `;`, no control bytes, no `//`, no `.` segments.
 fn is_normal(bytes: &[u8]) -> bool {
     let mut prev = 0u8;
     for (i, &b) in bytes.iter().enumerate() {
-        if b == b'%' || b < 0x20 || b == 0x7f || (b == b'/' && prev == b'/') {
+        if b == b'%' || b == b';' || b < 0x20 || b == 0x7f || (b == b'/' && prev == b'/') {
             return false;
         }
         if b == b'.' && prev == b'/' {
@@ -151,6 +153,9 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, RouteMiss> {
                 return Err(RouteMiss::BadPath);
             };
             let v = (hi * 16 + lo) as u8;
+            if v < 0x20 || v == 0x7f {
+                return Err(RouteMiss::BadPath);
+            }
             if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
                 out.push(v as char);
             } else {
@@ -208,6 +213,11 @@ mod tests {
         assert_eq!(n("foo"), Err(RouteMiss::BadPath));
         assert_eq!(n("/.hidden"), Ok("/.hidden".into()));
         assert_eq!(n("/.."), Err(RouteMiss::BadPath));
+        assert_eq!(n("/private%00"), Err(RouteMiss::BadPath));
+        assert_eq!(n("/private%7f"), Err(RouteMiss::BadPath));
+        assert_eq!(n("/private;x"), Ok("/private".into()));
+        assert_eq!(n("/a/..;/private"), Ok("/private".into()));
+        assert_eq!(n("/a;x/b;y=1"), Ok("/a/b".into()));
     }
 
     #[test]

@@ -11,23 +11,14 @@ use super::listener::{tls_settings, CertResolver};
 use crate::config::LoadedMain;
 use crate::metrics::Metrics;
 
-/// The proxy's TLS side: h2c prior knowledge on the plain listener, and when `proxy_address_tls`
-/// is set, the TLS listener (h2 + http/1.1 by ALPN) serving the hot-reloaded certificate folder.
-/// `Err` holds the process exit code after logging why.
-pub fn proxy_tls<A>(
-    service: &mut Service<pingora::proxy::HttpProxy<A, ()>>,
+/// The proxy's TLS side: when `proxy_address_tls` is set, the TLS listener (h2 + http/1.1 by
+/// ALPN) serving the hot-reloaded certificate folder. `Err` holds the process exit code after
+/// logging why.
+pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
+    service: &mut Service<A>,
     main: &LoadedMain,
     metrics: &Arc<Metrics>,
-) -> Result<(), i32>
-where
-    A: pingora::proxy::ProxyHttp + Send + Sync + 'static,
-    <A as pingora::proxy::ProxyHttp>::CTX: Send + Sync,
-{
-    if let Some(app) = service.app_logic_mut() {
-        let mut options = app.server_options.take().unwrap_or_default();
-        options.h2c = true;
-        app.server_options = Some(options);
-    }
+) -> Result<(), i32> {
     let cfg = &main.config;
     let Some(addr) = cfg.proxy_address_tls else {
         return Ok(());

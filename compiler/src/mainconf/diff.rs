@@ -105,6 +105,20 @@ fn fields(c: &MainConfig) -> Vec<(&'static str, String)> {
             "max_request_header_bytes",
             c.max_request_header_bytes.to_string(),
         ),
+        ("client_header_timeout", c.client_header_timeout.to_string()),
+        ("client_body_timeout", c.client_body_timeout.to_string()),
+        ("request_buffering", c.request_buffering.to_string()),
+        (
+            "client_body_buffer_size",
+            c.client_body_buffer_size.to_string(),
+        ),
+        ("client_max_body_size", c.client_max_body_size.to_string()),
+        ("max_connections", c.max_connections.to_string()),
+        (
+            "max_connections_per_ip",
+            c.max_connections_per_ip.to_string(),
+        ),
+        ("escaped_slashes", c.escaped_slashes.as_str().to_string()),
     ]
 }
 

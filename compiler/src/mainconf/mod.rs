@@ -143,6 +143,43 @@ pub struct MainConfig {
     pub downstream_idle_timeout: u64,
     /// Largest accepted request header block in bytes (default 32768).
     pub max_request_header_bytes: usize,
+    /// Seconds a client has to send a whole request head, and to send its first byte on a new
+    /// connection (default 10).
+    pub client_header_timeout: u64,
+    /// Seconds allowed between two reads of a request body (default 60).
+    pub client_body_timeout: u64,
+    /// Read and validate request bodies up to `client_body_buffer_size` before the upstream is
+    /// contacted (default on).
+    pub request_buffering: bool,
+    /// Largest request body held before the upstream is contacted, in bytes (default 64 KiB).
+    pub client_body_buffer_size: usize,
+    /// Largest request body accepted, in bytes; 0 = unlimited (default 16 MiB).
+    pub client_max_body_size: u64,
+    /// Open client connections per proxy listener service; 0 = unlimited (default 10000).
+    pub max_connections: usize,
+    /// Open client connections per client IP address; 0 = unlimited (default 0).
+    pub max_connections_per_ip: usize,
+    /// `%2F` / `%5C` in request paths (default reject).
+    pub escaped_slashes: EscapedSlashes,
+}
+
+/// `escaped_slashes`: what to do with an encoded `/` or `\\` in a request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapedSlashes {
+    /// 400 Bad Request (default): the path could otherwise bypass path routes.
+    Reject,
+    /// Forward as is; routing sees the encoded byte as an ordinary character.
+    Keep,
+}
+
+impl EscapedSlashes {
+    /// The word as written in main.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscapedSlashes::Reject => "reject",
+            EscapedSlashes::Keep => "keep",
+        }
+    }
 }
 
 impl std::fmt::Debug for MainConfig {

@@ -2,7 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::{AccessLogMode, Cidr, HcMethod, Located, LogLevel, MainConfig, TlsGrade};
+use super::{
+    AccessLogMode, Cidr, EscapedSlashes, HcMethod, Located, LogLevel, MainConfig, TlsGrade,
+};
 use crate::codes;
 use crate::diag::{self, Diagnostic, Sink};
 use crate::document;
@@ -10,13 +12,17 @@ use crate::input::{conclude, Compiled, Source};
 use crate::suggest;
 use crate::values;
 use crate::walk::{self, pos, Entry};
-use crate::yaml::Node;
+use crate::yaml::{Node, Value};
 use crate::ypath;
 
 /// Every key of main.yaml.
 const KEYS: &[&str] = &[
     "access_log",
     "admin_public_readonly",
+    "client_body_buffer_size",
+    "client_body_timeout",
+    "client_header_timeout",
+    "client_max_body_size",
     "config_address",
     "config_api_enabled",
     "config_tls_address",
@@ -25,6 +31,7 @@ const KEYS: &[&str] = &[
     "daemon",
     "downstream_idle_timeout",
     "error_log",
+    "escaped_slashes",
     "file_server_address",
     "file_server_folder",
     "group",
@@ -35,12 +42,15 @@ const KEYS: &[&str] = &[
     "log_level",
     "master_key",
     "master_key_file",
+    "max_connections",
+    "max_connections_per_ip",
     "max_request_header_bytes",
     "pid_file",
     "proxy_address_http",
     "proxy_address_tls",
     "proxy_certificates",
     "proxy_tls_grade",
+    "request_buffering",
     "threads",
     "trusted_proxies",
     "upgrade_sock",
@@ -116,6 +126,14 @@ fn default_config() -> MainConfig {
         upstream_read_timeout: 60,
         downstream_idle_timeout: 60,
         max_request_header_bytes: 32 * 1024,
+        client_header_timeout: 10,
+        client_body_timeout: 60,
+        request_buffering: true,
+        client_body_buffer_size: 64 * 1024,
+        client_max_body_size: 16 * 1024 * 1024,
+        max_connections: 10_000,
+        max_connections_per_ip: 0,
+        escaped_slashes: EscapedSlashes::Reject,
     }
 }
 
@@ -299,6 +317,38 @@ fn walk_root(sink: &mut Sink<'_>, root: &Node, unsupported: &[&str]) -> Option<M
                 &mut c.max_request_header_bytes,
                 uint(s, v, &path, 1024, 1024 * 1024, e.key),
             ),
+            "client_header_timeout" => set(
+                &mut c.client_header_timeout,
+                uint(s, v, &path, 1, 3600, e.key),
+            ),
+            "client_body_timeout" => set(
+                &mut c.client_body_timeout,
+                uint(s, v, &path, 1, 86_400, e.key),
+            ),
+            "request_buffering" => set(&mut c.request_buffering, on_off(s, v, &path)),
+            "client_body_buffer_size" => set(
+                &mut c.client_body_buffer_size,
+                uint(s, v, &path, 0, 64 * 1024 * 1024, e.key),
+            ),
+            "client_max_body_size" => set(
+                &mut c.client_max_body_size,
+                uint(s, v, &path, 0, i64::MAX, e.key),
+            ),
+            "max_connections" => set(
+                &mut c.max_connections,
+                uint(s, v, &path, 0, 10_000_000, e.key),
+            ),
+            "max_connections_per_ip" => set(
+                &mut c.max_connections_per_ip,
+                uint(s, v, &path, 0, 10_000_000, e.key),
+            ),
+            "escaped_slashes" => {
+                let w = word(s, v, &path, &["reject", "keep"]).map(|w| match w {
+                    "keep" => EscapedSlashes::Keep,
+                    _ => EscapedSlashes::Reject,
+                });
+                set(&mut c.escaped_slashes, w);
+            }
             _ => walk::unknown_key(s, e, "", KEYS),
         }
     }
@@ -401,6 +451,14 @@ fn uint<T: TryFrom<i64>>(
     key: &str,
 ) -> Option<T> {
     walk::int_of(sink, v, path, min, max, key).and_then(|i| T::try_from(i).ok())
+}
+
+/// A switch written as a boolean or as `on` / `off`.
+fn on_off(sink: &mut Sink<'_>, v: &Node, path: &str) -> Option<bool> {
+    match &v.value {
+        Value::Str(w) if w == "on" || w == "off" => Some(w == "on"),
+        _ => walk::bool_of(sink, v, path),
+    }
 }
 
 fn name(sink: &mut Sink<'_>, v: &Node, path: &str) -> Option<String> {
