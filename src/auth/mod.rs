@@ -11,7 +11,7 @@ pub mod basic;
 pub mod jwt;
 mod resolve;
 
-pub use resolve::{resolve, secret_diagnostics, AuthSettings, AuthTable, SecretError};
+pub use resolve::{claim_rules, resolve, secret_diagnostics, AuthSettings, AuthTable, SecretError};
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
@@ -37,6 +37,8 @@ pub enum RouteAuth {
     Jwt {
         /// The prepared HMAC key.
         key: ring::hmac::Key,
+        /// The route's `issuer`, `audience` and `leeway_seconds`.
+        rules: jwt::ClaimRules,
     },
 }
 
@@ -79,7 +81,9 @@ pub enum Rejection {
     Basic(basic::BasicError),
     /// An API key that does not match.
     WrongKey,
-    /// A JWT that does not verify.
+    /// A JWT that does not verify, with the reason: bad signature or shape, expired, or a claim
+    /// the route requires that is missing, of the wrong JSON type or not the configured value
+    /// ([`jwt::JwtError::WrongIssuer`], [`jwt::JwtError::WrongAudience`], ...).
     Jwt(jwt::JwtError),
 }
 
@@ -104,7 +108,7 @@ pub fn check(
                 Err(Rejection::WrongKey)
             }
         }
-        RouteAuth::Jwt { key } => {
+        RouteAuth::Jwt { key, rules } => {
             let header = single(headers, AUTHORIZATION.as_str())?
                 .and_then(|v| basic::strip_scheme(v, "bearer"));
             let token = match header {
@@ -118,7 +122,7 @@ pub fn check(
                     first
                 }
             };
-            jwt::verify(token, key, now)
+            jwt::verify_with(token, key, rules, now)
                 .map(|_| ())
                 .map_err(Rejection::Jwt)
         }
@@ -281,7 +285,10 @@ mod tests {
         );
         let k = jwt::key(b"secret-secret-secret").unwrap();
         let token = jwt::issue(&k, "me", 1000, 60);
-        let j = RouteAuth::Jwt { key: k };
+        let j = RouteAuth::Jwt {
+            key: k,
+            rules: jwt::ClaimRules::default(),
+        };
         let bearer = format!("Bearer {token}");
         assert_eq!(
             check(&j, &headers(&[("authorization", &bearer)]), b"/", 1000),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aralez_compiler::{Auth, Creds, Plan};
+use aralez_compiler::{Auth, Creds, JwtClaims, Plan};
 
 use super::{jwt, RouteAuth};
 
@@ -165,7 +165,10 @@ pub fn resolve(
             }
             Auth::Basic { .. } => Some(RouteAuth::Basic { creds: secret }),
             Auth::Apikey { .. } => Some(RouteAuth::Apikey { key: secret }),
-            Auth::Jwt { .. } => jwt::key(&secret).map(|key| RouteAuth::Jwt { key }),
+            Auth::Jwt { claims, .. } => jwt::key(&secret).map(|key| RouteAuth::Jwt {
+                key,
+                rules: claim_rules(claims),
+            }),
         };
         routes.push(resolved);
     }
@@ -178,6 +181,15 @@ pub fn resolve(
         .collect();
     files.sort();
     Ok((AuthTable { routes, files }, warnings))
+}
+
+/// The verifier's rules for a plan's jwt claim settings.
+pub fn claim_rules(claims: &JwtClaims) -> jwt::ClaimRules {
+    jwt::ClaimRules {
+        issuer: claims.issuer.clone(),
+        audience: claims.audience.clone(),
+        leeway_secs: i64::from(claims.leeway_seconds),
+    }
 }
 
 /// The part of a secret whose length matters (the password of `user:password`).
