@@ -167,7 +167,7 @@ pub fn resolve(
             Auth::Apikey { .. } => Some(RouteAuth::Apikey { key: secret }),
             Auth::Jwt { claims, .. } => jwt::key(&secret).map(|key| RouteAuth::Jwt {
                 key,
-                rules: claim_rules(claims),
+                rules: Box::new(claim_rules(claims)),
             }),
         };
         routes.push(resolved);
