@@ -216,7 +216,13 @@ impl Admin {
                 Err(e) => return body_error(session, e),
             };
         let now = i64::try_from(crate::plan_store::unix_now()).unwrap_or(i64::MAX);
-        let (code, json) = crate::admin_api::issue_jwt(self.master_key.as_deref(), &body, now);
+        let active = self.store.load();
+        let (code, json) = crate::admin_api::issue_jwt(
+            self.master_key.as_deref(),
+            active.plan.global_jwt.as_ref(),
+            &body,
+            now,
+        );
         json_reply(code, &json)
     }
 }

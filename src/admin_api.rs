@@ -94,7 +94,18 @@ pub async fn push_conf(
 /// `POST /jwt`: `{"master_key", "owner", "valid"}` (`exp` is an alias of `valid`, in minutes).
 /// 201 with `{"token"}` signed HS256 with the master key; 403 when no master key is configured or
 /// the given one is wrong (constant time); 400 on bad JSON or fields.
-pub fn issue_jwt(master_key: Option<&str>, body: &[u8], now: i64) -> (u16, Value) {
+///
+/// `global` is the active plan's [`aralez_compiler::Plan::global_jwt`]: when the global
+/// `authorization` is jwt with an `issuer` and/or `audience`, the token carries them as `iss` and
+/// `aud` (every configured audience), so it passes the routes that inherit that authorization.
+/// Per-path claim settings are never used: a path with its own `issuer`/`audience` accepts
+/// tokens from `POST /jwt` only when those match the global ones.
+pub fn issue_jwt(
+    master_key: Option<&str>,
+    global: Option<&aralez_compiler::JwtClaims>,
+    body: &[u8],
+    now: i64,
+) -> (u16, Value) {
     let Some(master) = master_key.filter(|k| !k.is_empty()) else {
         return (
             403,
@@ -150,7 +161,8 @@ pub fn issue_jwt(master_key: Option<&str>, body: &[u8], now: i64) -> (u16, Value
     let Some(key) = jwt::key(master.as_bytes()) else {
         return (403, json!({"error": "no master key is configured"}));
     };
-    let token = jwt::issue(&key, owner, now, minutes * 60);
+    let rules = global.map(crate::auth::claim_rules).unwrap_or_default();
+    let token = jwt::issue_with(&key, owner, now, minutes * 60, &rules);
     (201, json!({ "token": token }))
 }
 
@@ -220,7 +232,7 @@ mod tests {
     #[test]
     fn jwt_issue_rules() {
         let ok = br#"{"master_key":"0123456789abcdef0123456789abcdef","owner":"valod","valid":10}"#;
-        let (code, body) = issue_jwt(Some(KEY), ok, 1_000);
+        let (code, body) = issue_jwt(Some(KEY), None, ok, 1_000);
         assert_eq!(code, 201);
         let token = body["token"].as_str().unwrap();
         let claims = jwt::verify_with_secret(token.as_bytes(), KEY.as_bytes(), 1_000).unwrap();
@@ -228,27 +240,69 @@ mod tests {
         assert_eq!(claims.iat, Some(1_000));
         assert_eq!(claims.all["owner"], "valod");
         let alias = br#"{"master_key":"0123456789abcdef0123456789abcdef","owner":"o","exp":1}"#;
-        assert_eq!(issue_jwt(Some(KEY), alias, 0).0, 201);
-        assert_eq!(issue_jwt(None, ok, 0).0, 403);
+        assert_eq!(issue_jwt(Some(KEY), None, alias, 0).0, 201);
+        assert_eq!(issue_jwt(None, None, ok, 0).0, 403);
         let wrong = br#"{"master_key":"0123456789abcdef0123456789abcdeF","owner":"o","valid":1}"#;
-        assert_eq!(issue_jwt(Some(KEY), wrong, 0).0, 403);
+        assert_eq!(issue_jwt(Some(KEY), None, wrong, 0).0, 403);
         assert_eq!(
-            issue_jwt(Some(KEY), br#"{"owner":"o","valid":1}"#, 0).0,
+            issue_jwt(Some(KEY), None, br#"{"owner":"o","valid":1}"#, 0).0,
             403
         );
-        assert_eq!(issue_jwt(Some(KEY), b"not json", 0).0, 400);
-        assert_eq!(issue_jwt(Some(KEY), b"[1]", 0).0, 400);
+        assert_eq!(issue_jwt(Some(KEY), None, b"not json", 0).0, 400);
+        assert_eq!(issue_jwt(Some(KEY), None, b"[1]", 0).0, 400);
         for bad in ["0", "525601", "-1", "1.5", "\"10\"", "null"] {
             let b = format!(r#"{{"master_key":"{KEY}","owner":"o","valid":{bad}}}"#);
-            assert_eq!(issue_jwt(Some(KEY), b.as_bytes(), 0).0, 400, "valid {bad}");
+            assert_eq!(
+                issue_jwt(Some(KEY), None, b.as_bytes(), 0).0,
+                400,
+                "valid {bad}"
+            );
         }
         let max = format!(r#"{{"master_key":"{KEY}","owner":"o","valid":525600}}"#);
-        assert_eq!(issue_jwt(Some(KEY), max.as_bytes(), 0).0, 201);
+        assert_eq!(issue_jwt(Some(KEY), None, max.as_bytes(), 0).0, 201);
         let both = format!(r#"{{"master_key":"{KEY}","owner":"o","valid":1,"exp":1}}"#);
-        assert_eq!(issue_jwt(Some(KEY), both.as_bytes(), 0).0, 400);
+        assert_eq!(issue_jwt(Some(KEY), None, both.as_bytes(), 0).0, 400);
         let dup = format!(r#"{{"master_key":"x","master_key":"{KEY}","owner":"o","valid":1}}"#);
-        assert_eq!(issue_jwt(Some(KEY), dup.as_bytes(), 0).0, 400);
+        assert_eq!(issue_jwt(Some(KEY), None, dup.as_bytes(), 0).0, 400);
         let no_owner = format!(r#"{{"master_key":"{KEY}","valid":1}}"#);
-        assert_eq!(issue_jwt(Some(KEY), no_owner.as_bytes(), 0).0, 400);
+        assert_eq!(issue_jwt(Some(KEY), None, no_owner.as_bytes(), 0).0, 400);
+    }
+
+    #[test]
+    fn jwt_issue_carries_the_global_claims() {
+        let body = format!(r#"{{"master_key":"{KEY}","owner":"o","valid":1}}"#);
+        let key = jwt::key(KEY.as_bytes()).unwrap();
+        let token = |global: Option<&aralez_compiler::JwtClaims>| {
+            let (code, v) = issue_jwt(Some(KEY), global, body.as_bytes(), 1_000);
+            assert_eq!(code, 201);
+            v["token"].as_str().unwrap().to_string()
+        };
+        // none configured: no iss/aud
+        let plain = jwt::verify(token(None).as_bytes(), &key, 1_000).unwrap();
+        assert!(plain.all.get("iss").is_none() && plain.all.get("aud").is_none());
+        // one audience: a string; several: an array of all of them
+        let one = aralez_compiler::JwtClaims {
+            issuer: Some("https://issuer.example".into()),
+            audience: vec!["api".into()],
+            leeway_seconds: 0,
+        };
+        let c = jwt::verify(token(Some(&one)).as_bytes(), &key, 1_000).unwrap();
+        assert_eq!(c.all["iss"], "https://issuer.example");
+        assert_eq!(c.all["aud"], "api");
+        let rules = crate::auth::claim_rules(&one);
+        assert!(jwt::verify_with(token(Some(&one)).as_bytes(), &key, &rules, 1_000).is_ok());
+        let two = aralez_compiler::JwtClaims {
+            issuer: None,
+            audience: vec!["a".into(), "b".into()],
+            leeway_seconds: 30,
+        };
+        let c = jwt::verify(token(Some(&two)).as_bytes(), &key, 1_000).unwrap();
+        assert_eq!(c.all["aud"], serde_json::json!(["a", "b"]));
+        assert!(c.all.get("iss").is_none());
+        // the plain token does not pass a route that wants an issuer
+        assert_eq!(
+            jwt::verify_with(token(None).as_bytes(), &key, &rules, 1_000).map(|_| ()),
+            Err(jwt::JwtError::MissingIssuer)
+        );
     }
 }

@@ -376,6 +376,89 @@ fn jwt_route_secret_and_forwarding() {
     assert_eq!(r.echo()["path"], "/q?k=v");
 }
 
+#[test]
+fn jwt_issuer_and_audience() {
+    let b = Backend::start("b");
+    let proxy = start(&format!(
+        r#"provider: file
+authorization: {{type: jwt, issuer: "https://aralez.test", audience: [orders, billing]}}
+{HOST}:
+  paths:
+    "/":
+      servers: ["{0}"]
+    "/strict":
+      authorization: {{type: jwt, issuer: "https://aralez.test", audience: orders, leeway_seconds: 0}}
+      servers: ["{0}"]
+    "/other":
+      authorization: {{type: jwt, issuer: "https://elsewhere.test"}}
+      servers: ["{0}"]
+"#,
+        b.addr
+    ));
+    let key = jwt::key(MASTER.as_bytes()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = |iss: Option<&str>, aud: &[&str]| jwt::ClaimRules {
+        issuer: iss.map(str::to_string),
+        audience: aud.iter().map(|a| (*a).to_string()).collect(),
+        ..jwt::ClaimRules::default()
+    };
+    let token = |iss: Option<&str>, aud: &[&str], exp_in: i64| {
+        jwt::issue_with(&key, "svc", now, exp_in, &claims(iss, aud))
+    };
+    let status = |path: &str, token: &str| {
+        let bearer = format!("Bearer {token}");
+        get(proxy.http, HOST, path, &[("Authorization", &bearer)])
+            .unwrap()
+            .status
+    };
+    let iss = Some("https://aralez.test");
+    // the right claims pass (one matching audience is enough)
+    assert_eq!(status("/", &token(iss, &["billing"], 600)), 200);
+    assert_eq!(status("/", &token(iss, &["web", "orders"], 600)), 200);
+    let hits = b.hits();
+    for bad in [
+        token(Some("https://evil.test"), &["orders"], 600), // wrong iss
+        token(None, &["orders"], 600),                      // no iss
+        token(iss, &["web"], 600),                          // wrong aud
+        token(iss, &[], 600),                               // no aud
+    ] {
+        assert_401(
+            &get(
+                proxy.http,
+                HOST,
+                "/",
+                &[("Authorization", &format!("Bearer {bad}"))],
+            )
+            .unwrap(),
+            "Bearer",
+        );
+    }
+    assert_eq!(b.hits(), hits, "refused tokens never reach the backend");
+
+    // leeway: expired 5 s ago passes under the default 30 s, not under leeway_seconds: 0
+    let stale = token(iss, &["orders"], -5);
+    assert_eq!(status("/", &stale), 200);
+    assert_eq!(status("/strict", &stale), 401);
+    assert_eq!(status("/strict", &token(iss, &["orders"], 600)), 200);
+
+    // POST /jwt issues tokens with the global iss/aud, which pass the global routes
+    let issued = issue(&proxy, 5);
+    let c = jwt::verify(issued.as_bytes(), &key, now).unwrap();
+    assert_eq!(c.all["iss"], "https://aralez.test");
+    assert_eq!(c.all["aud"], serde_json::json!(["orders", "billing"]));
+    assert_eq!(status("/", &issued), 200);
+    assert_eq!(status("/strict", &issued), 200);
+    // a path with its own issuer is not what POST /jwt issues for
+    assert_eq!(status("/other", &issued), 401);
+    assert_eq!(
+        status("/other", &token(Some("https://elsewhere.test"), &[], 600)),
+        200
+    );
+}
+
 /// Starts the binary on a config expected to be refused; returns (exit code, stderr).
 fn refused_start(upstreams: &str, main_extra: &str) -> (Option<i32>, String) {
     let dir = TempDir::new("auth-refused");

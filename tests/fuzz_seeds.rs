@@ -52,6 +52,8 @@ fn jwt_seeds_replay() {
     // behind a valid signature, the JSON checks still refuse
     assert_eq!(got("dup_exp_signed").1, Some(Err(JwtError::DuplicateKey)));
     assert_eq!(got("nested_signed").1, Some(Err(JwtError::CritUnsupported)));
+    // iss/aud matching the strict rules of the body
+    assert_eq!(got("claims_signed").1, Some(Ok(())));
     for (_, data) in &s {
         let _ = jwt_body::run(data);
     }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use aralez::auth::base64::{decode_url_nopad, encode_url_nopad};
-use aralez::auth::jwt::{self, JwtError, LEEWAY_SECS, MAX_TOKEN_BYTES};
+use aralez::auth::jwt::{self, ClaimRules, JwtError, LEEWAY_SECS, MAX_TOKEN_BYTES};
 use ring::hmac;
 
 const SECRET: &[u8] = b"a-test-secret-of-32-bytes-length";
@@ -368,4 +368,126 @@ fn empty_secret_and_size_limit() {
     let ok = forge(HS256, &format!(r#"{{"exp":{},"pad":"{fit}"}}"#, NOW + 60));
     assert!(ok.len() <= MAX_TOKEN_BYTES);
     assert!(verify(&ok).is_ok());
+}
+
+/// Verifies a token signed with `SECRET` whose payload is `payload` under `rules`.
+fn with_rules(payload: &str, rules: &ClaimRules, now: i64) -> Result<(), JwtError> {
+    jwt::verify_with(forge(HS256, payload).as_bytes(), &key(SECRET), rules, now).map(|_| ())
+}
+
+fn rules(issuer: Option<&str>, audience: &[&str], leeway: i64) -> ClaimRules {
+    ClaimRules {
+        issuer: issuer.map(str::to_string),
+        audience: audience.iter().map(|a| (*a).to_string()).collect(),
+        leeway_secs: leeway,
+    }
+}
+
+#[test]
+fn issuer_vectors() {
+    let r = rules(Some("https://auth.example.com"), &[], LEEWAY_SECS);
+    let exp = NOW + 3600;
+    for (claims, want) in [
+        (r#""iss":"https://auth.example.com""#, Ok(())),
+        (
+            r#""iss":"https://auth.example.com/""#,
+            Err(JwtError::WrongIssuer),
+        ),
+        (
+            r#""iss":"https://AUTH.example.com""#,
+            Err(JwtError::WrongIssuer),
+        ),
+        (r#""iss":"""#, Err(JwtError::WrongIssuer)),
+        (r#""owner":"no-iss""#, Err(JwtError::MissingIssuer)),
+        (r#""iss":42"#, Err(JwtError::BadIssuer)),
+        (r#""iss":null"#, Err(JwtError::BadIssuer)),
+        (
+            r#""iss":["https://auth.example.com"]"#,
+            Err(JwtError::BadIssuer),
+        ),
+        (
+            r#""iss":{"v":"https://auth.example.com"}"#,
+            Err(JwtError::BadIssuer),
+        ),
+        // escaped spelling of the same string is the same string
+        (r#""iss":"https:\/\/auth.example.com""#, Ok(())),
+    ] {
+        let p = format!(r#"{{"exp":{exp},{claims}}}"#);
+        assert_eq!(with_rules(&p, &r, NOW), want, "{p}");
+    }
+    // a duplicated iss is refused before any claim check
+    let dup = format!(r#"{{"exp":{exp},"iss":"x","iss":"https://auth.example.com"}}"#);
+    assert_eq!(with_rules(&dup, &r, NOW), Err(JwtError::DuplicateKey));
+}
+
+#[test]
+fn audience_vectors() {
+    let r = rules(None, &["orders", "billing"], LEEWAY_SECS);
+    let exp = NOW + 3600;
+    for (claims, want) in [
+        (r#""aud":"orders""#, Ok(())),
+        (r#""aud":"billing""#, Ok(())),
+        (r#""aud":["orders"]"#, Ok(())),
+        (r#""aud":["web","billing","x"]"#, Ok(())),
+        (r#""aud":"Orders""#, Err(JwtError::WrongAudience)),
+        (r#""aud":"orders billing""#, Err(JwtError::WrongAudience)),
+        (r#""aud":["web","mobile"]"#, Err(JwtError::WrongAudience)),
+        (r#""aud":[]"#, Err(JwtError::WrongAudience)),
+        (r#""owner":"no-aud""#, Err(JwtError::MissingAudience)),
+        (r#""aud":7"#, Err(JwtError::BadAudience)),
+        (r#""aud":null"#, Err(JwtError::BadAudience)),
+        (r#""aud":true"#, Err(JwtError::BadAudience)),
+        (r#""aud":{"0":"orders"}"#, Err(JwtError::BadAudience)),
+        // non-string elements refuse the token even next to a matching one
+        (r#""aud":["orders",1]"#, Err(JwtError::BadAudience)),
+        (r#""aud":[null,"orders"]"#, Err(JwtError::BadAudience)),
+        (r#""aud":[["orders"]]"#, Err(JwtError::BadAudience)),
+    ] {
+        let p = format!(r#"{{"exp":{exp},{claims}}}"#);
+        assert_eq!(with_rules(&p, &r, NOW), want, "{p}");
+    }
+    // iss and aud together: both must hold
+    let both = rules(Some("me"), &["orders"], LEEWAY_SECS);
+    let p = |iss: &str, aud: &str| format!(r#"{{"exp":{exp},"iss":"{iss}","aud":"{aud}"}}"#);
+    assert_eq!(with_rules(&p("me", "orders"), &both, NOW), Ok(()));
+    assert_eq!(
+        with_rules(&p("me", "web"), &both, NOW),
+        Err(JwtError::WrongAudience)
+    );
+    assert_eq!(
+        with_rules(&p("you", "orders"), &both, NOW),
+        Err(JwtError::WrongIssuer)
+    );
+    // unconfigured claims are not checked (the default rules)
+    let p = format!(r#"{{"exp":{exp},"iss":5,"aud":{{}}}}"#);
+    assert_eq!(with_rules(&p, &ClaimRules::default(), NOW), Ok(()));
+}
+
+#[test]
+fn leeway_vectors() {
+    let exp = |t: i64| format!(r#"{{"exp":{t}}}"#);
+    let nbf = |t: i64| format!(r#"{{"exp":{},"nbf":{t}}}"#, NOW + 3600);
+    for (leeway, payload, want) in [
+        // leeway 0: exp is the first second the token is refused; nbf the first it is accepted
+        (0, exp(NOW + 1), Ok(())),
+        (0, exp(NOW), Err(JwtError::Expired)),
+        (0, exp(NOW - 1), Err(JwtError::Expired)),
+        (0, nbf(NOW), Ok(())),
+        (0, nbf(NOW + 1), Err(JwtError::NotYetValid)),
+        // leeway 300 (the maximum)
+        (300, exp(NOW - 299), Ok(())),
+        (300, exp(NOW - 300), Err(JwtError::Expired)),
+        (300, nbf(NOW + 300), Ok(())),
+        (300, nbf(NOW + 301), Err(JwtError::NotYetValid)),
+        // what passes at 300 does not at 0
+        (0, exp(NOW - 299), Err(JwtError::Expired)),
+        (0, nbf(NOW + 300), Err(JwtError::NotYetValid)),
+    ] {
+        let r = rules(None, &[], leeway);
+        assert_eq!(
+            with_rules(&payload, &r, NOW),
+            want,
+            "leeway {leeway}: {payload}"
+        );
+    }
 }

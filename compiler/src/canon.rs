@@ -4,7 +4,7 @@
 use ring::digest;
 use serde_json::{json, Map, Value};
 
-use crate::plan::{Auth, HeaderList, PathTable, Plan, Route};
+use crate::plan::{Auth, HeaderList, JwtClaims, PathTable, Plan, Route};
 
 const REDACTED: &str = "<redacted>";
 
@@ -52,6 +52,13 @@ pub(crate) fn hash(plan: &Plan) -> String {
             h.opt(k.namespace.as_deref());
         }
     }
+    match &plan.global_jwt {
+        None => h.tag(0),
+        Some(c) => {
+            h.tag(1);
+            h.claims(c);
+        }
+    }
     h.num(plan.routes.len() as u64);
     for r in &plan.routes {
         h.str(&r.id);
@@ -88,6 +95,10 @@ pub(crate) fn hash(plan: &Plan) -> String {
                 if let Some(file) = a.creds_file() {
                     h.tag(2);
                     h.str(file);
+                }
+                if let Some(c) = a.jwt_claims() {
+                    h.tag(3);
+                    h.claims(c);
                 }
             }
         }
@@ -142,6 +153,11 @@ impl Canon {
                 self.num(n);
             }
         }
+    }
+    fn claims(&mut self, c: &JwtClaims) {
+        self.opt(c.issuer.as_deref());
+        self.list(c.audience.iter().map(String::as_str));
+        self.num(u64::from(c.leeway_seconds));
     }
     fn list<'a>(&mut self, items: impl Iterator<Item = &'a str>) {
         let items: Vec<&str> = items.collect();
@@ -203,6 +219,7 @@ fn value(plan: &Plan, redact: bool) -> Value {
             "token": secret(c.token.as_deref(), redact),
             "token_file": c.token_file,
         })),
+        "global_jwt": plan.global_jwt.as_ref().map(claims),
         "kubernetes": plan.kubernetes.as_ref().map(|k| json!({
             "servers": k.servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "tokenpath": k.tokenpath,
@@ -229,7 +246,19 @@ fn auth(a: &Auth, redact: bool) -> Value {
     if let Some(file) = a.creds_file() {
         m.insert("creds_file".into(), Value::String(file.into()));
     }
+    if let Some(Value::Object(c)) = a.jwt_claims().map(claims) {
+        m.extend(c);
+    }
     Value::Object(m)
+}
+
+/// The claim settings of a jwt authorization (not secret: shown as written).
+fn claims(c: &JwtClaims) -> Value {
+    json!({
+        "issuer": c.issuer,
+        "audience": c.audience,
+        "leeway_seconds": c.leeway_seconds,
+    })
 }
 
 fn route(r: &Route, redact: bool) -> Value {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::plan::{HeaderList, Plan, Route};
+use crate::plan::{HeaderList, JwtClaims, Plan, Route};
 
 /// Lines describing what changes from `old` to `new`: `+ route ID`, `- route ID`,
 /// `~ route ID: backends a,b -> a,c`, and `~ provider ...`. Sorted by route id; secrets are never
@@ -24,6 +24,13 @@ pub fn diff_plans(old: &Plan, new: &Plan) -> Vec<String> {
     }
     if old.kubernetes != new.kubernetes {
         out.push("~ kubernetes settings changed".into());
+    }
+    if old.global_jwt != new.global_jwt {
+        out.push(format!(
+            "~ global jwt claims (issued by POST /jwt): {} -> {}",
+            claims(old.global_jwt.as_ref()),
+            claims(new.global_jwt.as_ref())
+        ));
     }
     let a: BTreeMap<&str, &Route> = old.routes.iter().map(|r| (r.id.as_str(), r)).collect();
     let b: BTreeMap<&str, &Route> = new.routes.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -70,6 +77,23 @@ fn headers(h: &HeaderList) -> String {
         .map(|(n, v)| format!("{}:{}", n.as_str(), String::from_utf8_lossy(v.as_bytes())))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `iss=… aud=a,b leeway=30s`, or `-`.
+fn claims(c: Option<&JwtClaims>) -> String {
+    let Some(c) = c else {
+        return "-".into();
+    };
+    let aud = if c.audience.is_empty() {
+        "-".to_string()
+    } else {
+        c.audience.join(",")
+    };
+    format!(
+        "iss={} aud={aud} leeway={}s",
+        c.issuer.as_deref().unwrap_or("-"),
+        c.leeway_seconds
+    )
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -127,8 +151,14 @@ fn route_changes(x: &Route, y: &Route) -> Vec<String> {
         x.verify_upstream_tls.to_string(),
         y.verify_upstream_tls.to_string(),
     );
+    cmp(
+        "jwt_claims",
+        claims(x.auth.as_ref().and_then(|a| a.jwt_claims())),
+        claims(y.auth.as_ref().and_then(|a| a.jwt_claims())),
+    );
     let same_kind = x.auth.as_ref().map(|a| a.kind()) == y.auth.as_ref().map(|a| a.kind());
-    if same_kind && x.auth != y.auth {
+    let creds = |r: &Route| r.auth.as_ref().and_then(|a| a.creds().cloned());
+    if same_kind && creds(x) != creds(y) {
         c.push("auth secret changed".into());
     }
     c

@@ -32,7 +32,8 @@ pub use mainconf::{
     MainChange, MainConfig, TlsGrade,
 };
 pub use plan::{
-    Auth, Backend, ConsulConfig, Creds, Discovery, HeaderList, HostTable, KubernetesConfig,
-    PathTable, Plan, Provider, Route, RouteIdx, Sticky,
+    Auth, Backend, ConsulConfig, Creds, Discovery, HeaderList, HostTable, JwtClaims,
+    KubernetesConfig, PathTable, Plan, Provider, Route, RouteIdx, Sticky,
+    DEFAULT_JWT_LEEWAY_SECONDS, MAX_JWT_LEEWAY_SECONDS,
 };
 pub use upstreams::compile_upstreams;

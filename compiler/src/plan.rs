@@ -29,6 +29,10 @@ pub struct Plan {
     pub consul: Option<ConsulConfig>,
     /// Kubernetes settings when `provider: kubernetes`.
     pub kubernetes: Option<KubernetesConfig>,
+    /// The claim settings of the global `authorization` when it is `type: jwt` (`None`
+    /// otherwise): the `iss`/`aud` that the admin API's `POST /jwt` writes into the tokens it
+    /// issues. Per-path settings never reach issued tokens.
+    pub global_jwt: Option<JwtClaims>,
 }
 
 /// Consul discovery settings.
@@ -217,7 +221,37 @@ pub enum Auth {
         /// The HMAC secret.
         #[serde(skip)]
         secret: Option<Creds>,
+        /// What the token's `iss`, `aud`, `exp` and `nbf` claims must satisfy.
+        claims: JwtClaims,
     },
+}
+
+/// Default clock skew tolerated on a JWT's `exp` and `nbf`, in seconds.
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u32 = 30;
+
+/// Largest `leeway_seconds` accepted.
+pub const MAX_JWT_LEEWAY_SECONDS: u32 = 300;
+
+/// The claim checks of a `jwt` authorization (`issuer`, `audience`, `leeway_seconds`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JwtClaims {
+    /// `iss` must be a string equal to this, when set (never empty).
+    pub issuer: Option<String>,
+    /// `aud` (a string or an array of strings) must contain at least one of these; empty: `aud`
+    /// is not checked. In config order, never holding an empty string.
+    pub audience: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, `0..=MAX_JWT_LEEWAY_SECONDS`.
+    pub leeway_seconds: u32,
+}
+
+impl Default for JwtClaims {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: Vec::new(),
+            leeway_seconds: DEFAULT_JWT_LEEWAY_SECONDS,
+        }
+    }
 }
 
 /// Where a secret comes from.
@@ -297,7 +331,15 @@ impl Auth {
         match self {
             Auth::Basic { creds } => Some(creds),
             Auth::Apikey { key } => Some(key),
-            Auth::Jwt { secret } => secret.as_ref(),
+            Auth::Jwt { secret, .. } => secret.as_ref(),
+        }
+    }
+
+    /// The claim settings of a `jwt` authorization; `None` for the other types.
+    pub fn jwt_claims(&self) -> Option<&JwtClaims> {
+        match self {
+            Auth::Jwt { claims, .. } => Some(claims),
+            Auth::Basic { .. } | Auth::Apikey { .. } => None,
         }
     }
 }

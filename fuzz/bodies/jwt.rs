@@ -1,6 +1,7 @@
 //! Body of the `jwt` fuzz target: the input is verified as a token as is, and is also split at
 //! the first 0xFF into header and payload JSON that are signed correctly first, so the JSON
-//! checks behind the signature are reached too. Strict base64url must round-trip. Shared by
+//! checks behind the signature are reached too, with and without `iss`/`aud` rules (a token the
+//! strict rules accept is accepted without them too). Strict base64url must round-trip. Shared by
 //! `fuzz/fuzz_targets/jwt.rs` and the seed replay test `tests/fuzz_seeds.rs`; the includer
 //! provides `crate::auth` (the `aralez::auth` modules).
 
@@ -24,7 +25,16 @@ pub fn run(data: &[u8]) -> (Result<(), jwt::JwtError>, Option<Result<(), jwt::Jw
     };
     let signed = jwt::key(SECRET).map(|key| {
         let token = jwt::sign(header, payload, &key);
-        jwt::verify(token.as_bytes(), &key, NOW).map(|_| ())
+        let plain = jwt::verify(token.as_bytes(), &key, NOW).map(|_| ());
+        let strict = jwt::ClaimRules {
+            issuer: Some("fuzz-issuer".into()),
+            audience: vec!["a".into(), "fuzz-aud".into()],
+            ..jwt::ClaimRules::default()
+        };
+        if jwt::verify_with(token.as_bytes(), &key, &strict, NOW).is_ok() {
+            assert_eq!(plain, Ok(()));
+        }
+        plain
     });
     (plain, signed)
 }

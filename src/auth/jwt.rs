@@ -3,8 +3,10 @@
 //! Verification order: size, shape (exactly three non-empty base64url segments), the HMAC-SHA256
 //! signature over the first two segments (`ring::hmac::verify`, constant time), then the header
 //! (`alg` must be exactly `HS256`, `typ` absent or `JWT`, no `crit`) and the claims (`exp`
-//! required, `nbf` honoured, both as JSON numbers). No JSON from a token is parsed before its
-//! signature checked out. JSON parts must be objects without duplicate keys, at any depth.
+//! required, `nbf` honoured, both as JSON numbers, with the route's leeway; then `iss` and `aud`
+//! when the route configures an issuer or audiences, see [`ClaimRules`]). No JSON from a token is
+//! parsed before its signature checked out. JSON parts must be objects without duplicate keys, at
+//! any depth.
 
 use ring::hmac;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
@@ -15,8 +17,32 @@ use super::base64::{decode_url_nopad, encode_url_nopad};
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+/// Clock skew tolerated on `exp` and `nbf` by default (no `leeway_seconds`), in seconds.
 pub const LEEWAY_SECS: i64 = 30;
+
+/// What a route asks of a token's claims besides a valid signature and `exp` (its `issuer`,
+/// `audience` and `leeway_seconds` settings). Claims are not secrets: plain comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// When set, `iss` must be present, a string, and equal to this (case-sensitive).
+    pub issuer: Option<String>,
+    /// When not empty, `aud` must be present and be a string equal to one of these, or an array
+    /// of strings (only strings) of which at least one is one of these (RFC 7519 4.1.3).
+    pub audience: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: i64,
+}
+
+impl Default for ClaimRules {
+    /// No `iss`/`aud` checks, [`LEEWAY_SECS`] of leeway.
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: Vec::new(),
+            leeway_secs: LEEWAY_SECS,
+        }
+    }
+}
 
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +77,19 @@ pub enum JwtError {
     Expired,
     /// `nbf` (minus leeway) is still in the future.
     NotYetValid,
+    /// An issuer is configured and the token has no `iss`.
+    MissingIssuer,
+    /// `iss` is not a JSON string.
+    BadIssuer,
+    /// `iss` is not the configured issuer.
+    WrongIssuer,
+    /// Audiences are configured and the token has no `aud`.
+    MissingAudience,
+    /// `aud` is neither a string nor an array of strings (an array with any non-string element
+    /// included).
+    BadAudience,
+    /// `aud` names none of the configured audiences.
+    WrongAudience,
 }
 
 impl std::fmt::Display for JwtError {
@@ -85,8 +124,19 @@ pub fn verify_with_secret(token: &[u8], secret: &[u8], now: i64) -> Result<Claim
     verify(token, &key, now)
 }
 
-/// Verifies `token` with a prepared key at Unix time `now`.
+/// Verifies `token` with a prepared key at Unix time `now`, with the default [`ClaimRules`]
+/// (no `iss`/`aud` checks, [`LEEWAY_SECS`]).
 pub fn verify(token: &[u8], key: &hmac::Key, now: i64) -> Result<Claims, JwtError> {
+    verify_with(token, key, &ClaimRules::default(), now)
+}
+
+/// Verifies `token` with a prepared key and a route's claim rules at Unix time `now`.
+pub fn verify_with(
+    token: &[u8],
+    key: &hmac::Key,
+    rules: &ClaimRules,
+    now: i64,
+) -> Result<Claims, JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLong);
     }
@@ -129,13 +179,50 @@ pub fn verify(token: &[u8], key: &hmac::Key, now: i64) -> Result<Claims, JwtErro
     };
     let nbf = all.get("nbf").map(numeric_date).transpose()?;
     let iat = all.get("iat").map(numeric_date).transpose()?;
-    if now >= exp.saturating_add(LEEWAY_SECS) {
+    if now >= exp.saturating_add(rules.leeway_secs) {
         return Err(JwtError::Expired);
     }
-    if nbf.is_some_and(|nbf| now.saturating_add(LEEWAY_SECS) < nbf) {
+    if nbf.is_some_and(|nbf| now.saturating_add(rules.leeway_secs) < nbf) {
         return Err(JwtError::NotYetValid);
     }
+    if let Some(want) = &rules.issuer {
+        match all.get("iss") {
+            None => return Err(JwtError::MissingIssuer),
+            Some(Value::String(iss)) if iss == want => {}
+            Some(Value::String(_)) => return Err(JwtError::WrongIssuer),
+            Some(_) => return Err(JwtError::BadIssuer),
+        }
+    }
+    if !rules.audience.is_empty() {
+        audience_matches(all.get("aud"), &rules.audience)?;
+    }
     Ok(Claims { exp, nbf, iat, all })
+}
+
+/// `aud` against the configured audiences: a string equal to one of them, or an array of
+/// strings containing one of them. Every array element must be a string.
+fn audience_matches(aud: Option<&Value>, wanted: &[String]) -> Result<(), JwtError> {
+    let is_wanted = |s: &str| wanted.iter().any(|w| w == s);
+    match aud {
+        None => Err(JwtError::MissingAudience),
+        Some(Value::String(s)) if is_wanted(s) => Ok(()),
+        Some(Value::String(_)) => Err(JwtError::WrongAudience),
+        Some(Value::Array(items)) => {
+            let mut found = false;
+            for item in items {
+                let Value::String(s) = item else {
+                    return Err(JwtError::BadAudience);
+                };
+                found |= is_wanted(s);
+            }
+            if found {
+                Ok(())
+            } else {
+                Err(JwtError::WrongAudience)
+            }
+        }
+        Some(_) => Err(JwtError::BadAudience),
+    }
 }
 
 /// A NumericDate claim: a JSON number (integer or fraction, floored), never a string.
@@ -240,14 +327,43 @@ pub fn sign(header: &[u8], payload: &[u8], key: &hmac::Key) -> String {
 
 /// Issues a token for `owner`, valid for `valid_secs` from `now`: claims `owner`, `iat`, `exp`.
 pub fn issue(key: &hmac::Key, owner: &str, now: i64, valid_secs: i64) -> String {
-    let payload = serde_json::json!({
-        "owner": owner,
-        "iat": now,
-        "exp": now.saturating_add(valid_secs),
-    });
+    issue_with(key, owner, now, valid_secs, &ClaimRules::default())
+}
+
+/// Like [`issue`], plus the claims that `rules` checks: `iss` when an issuer is set, `aud` when
+/// audiences are (a string for one, an array of all of them for several), so the token passes
+/// routes with those rules. The leeway is not a claim.
+pub fn issue_with(
+    key: &hmac::Key,
+    owner: &str,
+    now: i64,
+    valid_secs: i64,
+    rules: &ClaimRules,
+) -> String {
+    let mut payload = Map::new();
+    payload.insert("owner".into(), Value::from(owner));
+    payload.insert("iat".into(), Value::from(now));
+    payload.insert("exp".into(), Value::from(now.saturating_add(valid_secs)));
+    if let Some(iss) = &rules.issuer {
+        payload.insert("iss".into(), Value::from(iss.as_str()));
+    }
+    match rules.audience.as_slice() {
+        [] => {}
+        [one] => {
+            payload.insert("aud".into(), Value::from(one.as_str()));
+        }
+        all => {
+            payload.insert("aud".into(), Value::from(all.to_vec()));
+        }
+    }
+    let payload = Value::Object(payload);
     sign(
         br#"{"alg":"HS256","typ":"JWT"}"#,
         payload.to_string().as_bytes(),
         key,
     )
 }
+
+#[cfg(test)]
+#[path = "jwt_tests.rs"]
+mod tests;

@@ -159,6 +159,7 @@ pub(crate) fn plan(
         routes,
         consul,
         kubernetes,
+        global_jwt: g.auth.as_ref().and_then(|a| a.jwt_claims()).cloned(),
     };
     plan.hash = crate::canon::hash(&plan);
     Some(plan)

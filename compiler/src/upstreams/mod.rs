@@ -1,5 +1,6 @@
 //! Compiling upstreams.yaml (+ conf.d) into a [`Plan`].
 
+mod auth;
 mod build;
 mod policy;
 mod providers;

@@ -6,7 +6,7 @@ use http::{HeaderName, HeaderValue};
 use crate::codes;
 use crate::diag::Sink;
 use crate::input::Context;
-use crate::plan::{Auth, Backend, Creds, Sticky};
+use crate::plan::{Auth, Backend, Sticky};
 use crate::values;
 use crate::walk::{self, pos, Entry};
 use crate::yaml::{Node, Value};
@@ -111,7 +111,8 @@ pub(crate) fn refused(
     false
 }
 
-fn deprecated(sink: &mut Sink<'_>, e: &Entry<'_>, path: &str, canonical: &str) {
+/// Reports W0001: `e.key` is the Aralez 0.92 spelling of `canonical`.
+pub(crate) fn deprecated(sink: &mut Sink<'_>, e: &Entry<'_>, path: &str, canonical: &str) {
     sink.report(
         codes::DEPRECATED,
         pos(e.key_node),
@@ -194,7 +195,7 @@ pub(crate) fn entry(
                 );
             }
         }
-        "authorization" => policy.auth = auth(sink, v, &path),
+        "authorization" => policy.auth = super::auth::auth(sink, v, &path),
         "forward_auth_header" => policy.forward_auth_header = walk::bool_of(sink, v, &path),
         "verify_upstream_tls" => policy.verify_upstream_tls = walk::bool_of(sink, v, &path),
         "sticky_sessions" => policy.sticky = sticky(sink, v, &path),
@@ -297,145 +298,6 @@ fn sticky(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Option<Sticky>
         }
         _ => {
             walk::wrong_type(sink, node, path, "true, false or a number of seconds");
-            None
-        }
-    }
-}
-
-const AUTH_TYPES: &[&str] = &["basic", "apikey", "jwt"];
-
-fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth> {
-    let entries = walk::entries(sink, node, path, "with `type` and `creds`")?;
-    let mut kind: Option<(&str, &Node)> = None;
-    let mut creds: Option<(&str, &Node)> = None;
-    let mut file: Option<(&str, &Node)> = None;
-    let mut creds_key: Option<&str> = None;
-    for e in &entries {
-        let p = ypath::key(path, e.key);
-        match e.key {
-            "type" => kind = walk::str_of(sink, e.value, &p).map(|s| (s, e.value)),
-            "creds" | "data" | "creds_file" => {
-                if e.key == "data" {
-                    deprecated(sink, e, &p, "creds");
-                }
-                if let Some(first) = creds_key {
-                    sink.report(
-                        codes::DUPLICATE_KEY,
-                        pos(e.key_node),
-                        &p,
-                        format!("both `{first}` and `{}` are set; keep only one", e.key),
-                    );
-                    continue;
-                }
-                creds_key = Some(e.key);
-                let value = walk::str_of(sink, e.value, &p).map(|s| (s, e.value));
-                if value.is_some_and(|(c, _)| c.is_empty()) {
-                    let msg = if e.key == "creds_file" {
-                        "`creds_file` is empty; write the path of the file that holds the secret"
-                    } else {
-                        "`creds` is empty; an empty secret would accept forged credentials; write the secret or remove `creds` (jwt then uses the master key)"
-                    };
-                    sink.report(codes::MISSING_CREDS, pos(e.value), &p, msg);
-                    return None;
-                }
-                if e.key == "creds_file" {
-                    file = value;
-                } else {
-                    creds = value;
-                }
-            }
-            _ => walk::unknown_key(sink, e, path, &["creds", "creds_file", "type"]),
-        }
-    }
-    let Some((kind, kind_node)) = kind else {
-        if !entries.iter().any(|e| e.key == "type") {
-            sink.report(
-                codes::MISSING_KEY,
-                pos(node),
-                path,
-                "`authorization` needs `type` (basic, apikey or jwt)",
-            );
-        }
-        return None;
-    };
-    let type_path = ypath::key(path, "type");
-    let missing = |sink: &mut Sink<'_>, what: &str| {
-        sink.report(
-            codes::MISSING_CREDS,
-            pos(kind_node),
-            path,
-            format!("`{kind}` authorization needs `creds: \"{what}\"`"),
-        );
-    };
-    let short = |sink: &mut Sink<'_>, secret: &str, n: &Node, what: &str| {
-        if secret.len() < 16 {
-            sink.report(
-                codes::SHORT_SECRET,
-                pos(n),
-                &ypath::key(path, "creds"),
-                format!(
-                    "the {what} is {} bytes long; use at least 16 (better 32 random bytes)",
-                    secret.len()
-                ),
-            );
-        }
-    };
-    let from_file = file.map(|(f, _)| Creds::File(f.to_string()));
-    match kind {
-        "basic" => {
-            if let Some(f) = from_file {
-                return Some(Auth::Basic { creds: f });
-            }
-            let Some((c, n)) = creds else {
-                missing(sink, "user:password");
-                return None;
-            };
-            let Some((_, password)) = c.split_once(':') else {
-                sink.report(
-                    codes::BASIC_NO_COLON,
-                    pos(n),
-                    &ypath::key(path, "creds"),
-                    "basic credentials need `user:password` (no `:` found)",
-                );
-                return None;
-            };
-            short(sink, password, n, "Basic password");
-            Some(Auth::Basic {
-                creds: Creds::Inline(c.to_string()),
-            })
-        }
-        "apikey" => {
-            if let Some(f) = from_file {
-                return Some(Auth::Apikey { key: f });
-            }
-            let Some((c, n)) = creds else {
-                missing(sink, "the API key");
-                return None;
-            };
-            short(sink, c, n, "API key");
-            Some(Auth::Apikey {
-                key: Creds::Inline(c.to_string()),
-            })
-        }
-        "jwt" => {
-            if let Some((c, n)) = creds {
-                short(sink, c, n, "JWT secret");
-            }
-            Some(Auth::Jwt {
-                secret: from_file.or_else(|| creds.map(|(c, _)| Creds::Inline(c.to_string()))),
-            })
-        }
-        other => {
-            let hint = match crate::suggest::closest(other, AUTH_TYPES) {
-                Some(c) => format!("did you mean `{c}`?"),
-                None => "use basic, apikey or jwt".into(),
-            };
-            sink.report(
-                codes::UNKNOWN_AUTH,
-                pos(kind_node),
-                &type_path,
-                format!("unknown authorization type `{other}`; {hint}"),
-            );
             None
         }
     }
