@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh cmake build-essential pkg-config curl openssl
 # clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py)
-python3 -c 'import grpc, websockets' 2>/dev/null || pip install --quiet grpcio websockets
+python3 -c "import grpc, websockets, h2" 2>/dev/null || pip install --quiet grpcio websockets h2
 
 step() { printf '\n==> %s\n' "$*"; }
 
