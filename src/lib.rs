@@ -14,6 +14,7 @@ pub mod config;
 pub mod files;
 pub mod health;
 pub mod limits;
+pub mod listen_check;
 pub mod log;
 pub mod metrics;
 pub mod plan_store;

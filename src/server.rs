@@ -121,6 +121,9 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         }
     };
     log::info!("plan {} active", store.load().plan.hash);
+    if let Err(code) = crate::listen_check::preflight(cfg, opts.upgrade) {
+        return code;
+    }
 
     let daemon = opts.daemon || cfg.daemon;
     let pid_path = cfg.pid_file.as_ref().map(|p| main.resolve(&p.value));
