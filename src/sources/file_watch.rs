@@ -52,8 +52,9 @@ pub fn spawn(store: Arc<PlanStore>, upstreams: PathBuf) -> std::io::Result<()> {
             // conf.d may have appeared, or been deleted and created again: watch it (again)
             // before reading it
             if let Some(w) = watch.as_mut() {
-                if let Err(e) = w.rearm() {
-                    watch_failed(&store, &e);
+                match w.rearm() {
+                    Ok(()) => store.metrics().watch_armed(WATCH_SOURCE),
+                    Err(e) => watch_failed(&store, &e),
                 }
             }
             reload(&store, &upstreams, trigger);

@@ -49,7 +49,7 @@ where
     folder.reload("start");
     if let Err(e) = folder.spawn_watch() {
         log::error!(
-            "cannot watch the certificate folder {}: {e}",
+            "cannot start the certificate reload for {}: {e}",
             folder.dir().display()
         );
         return Err(2);
