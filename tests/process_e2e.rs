@@ -304,3 +304,35 @@ fn a_busy_admin_or_file_server_port_refuses_the_start() {
     busy_port_refuses_start("config_address");
     busy_port_refuses_start("file_server_address");
 }
+
+#[test]
+fn pid_file_and_error_log_errors_name_the_path() {
+    let b = Backend::start("a");
+    let dir = common::TempDir::new("pathmsg");
+    dir.write("up.yaml", &upstreams(&b));
+    let base = format!(
+        "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: up.yaml\n",
+        common::free_port(),
+        common::free_port()
+    );
+    dir.write(
+        "main.yaml",
+        &format!("{base}pid_file: no-such-dir/aralez.pid\n"),
+    );
+    let out = common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(10));
+    let (code, _, err) = out.expect("exits");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such-dir/aralez.pid"), "{err}");
+
+    dir.write(
+        "main.yaml",
+        &format!("{base}error_log: no-such-dir/aralez.log\n"),
+    );
+    let out = common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(10));
+    let (code, _, err) = out.expect("exits");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot open error_log") && err.contains("no-such-dir/aralez.log"),
+        "{err}"
+    );
+}

@@ -520,3 +520,34 @@ fn certificate_folder_deleted_and_recreated_is_still_watched() {
     .unwrap();
     assert_eq!(status["watch"]["certificates"]["active"], true, "{status}");
 }
+
+#[test]
+fn a_pair_file_with_a_non_utf8_name_is_logged_and_counted() {
+    use std::os::unix::ffi::OsStrExt;
+    let pki = Pki::new();
+    let certs = TempDir::new("certs");
+    write_pair(certs.path(), "a", &pki.leaf(&["a.example.com"], Alg::P256));
+    let leaf = pki.leaf(&["b.example.com"], Alg::P256);
+    let bad = |ext: &str| {
+        let mut name = b"b\xff".to_vec();
+        name.extend_from_slice(ext.as_bytes());
+        certs.path().join(std::ffi::OsStr::from_bytes(&name))
+    };
+    std::fs::write(bad(".crt"), &leaf.chain_pem).unwrap();
+    std::fs::write(bad(".key"), &leaf.key_pem).unwrap();
+    let backend = Backend::start("b1");
+    let p = start_tls(&upstreams(&backend), certs.path(), "");
+    let log = p.proxy.log_text();
+    assert!(log.contains("not valid UTF-8"), "{log}");
+    let m = metrics(&p.proxy);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("aralez_tls_certificate_load_errors_total{name=\"b\u{fffd}\"}")),
+        "{m}"
+    );
+    // the good pair still serves
+    assert_eq!(
+        tls_get(p.tls, Some("a.example.com"), &[], None).unwrap().cn,
+        "a.example.com"
+    );
+}

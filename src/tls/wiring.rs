@@ -39,8 +39,9 @@ where
     let dir = main.resolve(&folder.value);
     if !dir.is_dir() {
         log::error!(
-            "proxy_certificates: the folder {} does not exist",
-            dir.display()
+            "proxy_certificates: {} {}",
+            dir.display(),
+            crate::config::not_a_folder(&dir)
         );
         return Err(2);
     }
