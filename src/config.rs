@@ -60,6 +60,27 @@ fn conf_d_files(upstreams: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Why `path`, which should be a folder, is not one: "does not exist" or "is not a folder (…)".
+pub fn not_a_folder(path: &Path) -> &'static str {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => "is a folder",
+        Ok(_) => "is a file, not a folder",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(_) => "cannot be read",
+    }
+}
+
+/// Why `path`, which should be a regular file, is not one: "does not exist" or "is a folder".
+pub fn not_a_file(path: &Path) -> &'static str {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => "is a file",
+        Ok(m) if m.is_dir() => "is a folder, not a file",
+        Ok(_) => "is not a regular file",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(_) => "cannot be read",
+    }
+}
+
 /// Largest config file we read (upstreams.yaml, a conf.d file or main.yaml).
 const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 

@@ -15,6 +15,7 @@ pub mod edge;
 pub mod files;
 pub mod health;
 pub mod limits;
+pub mod listen_check;
 pub mod log;
 pub mod metrics;
 pub mod plan_store;

@@ -1,6 +1,9 @@
 //! Prometheus metrics. Labels come from plan identifiers only (route ids, backend ids, config
 //! hashes, certificate names): never a raw path, Host header, client IP or token.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -41,6 +44,22 @@ pub struct Metrics {
     /// before pingora (reason: a status code, `header_timeout`, `body_timeout`,
     /// `max_connections`, `max_connections_per_ip`, `bad_h2_preface`, ...).
     pub downstream_refused: IntCounterVec,
+    /// `aralez_config_watch_active{source}` (1: file changes are seen; 0: only SIGHUP reloads).
+    pub config_watch_active: IntGaugeVec,
+    /// `aralez_config_watch_errors_total{source}`: watches that could not be set up.
+    pub config_watch_errors: IntCounterVec,
+    /// Per watched source, the last watch error (`None`: armed), for `/config/status`.
+    watch_state: Mutex<BTreeMap<String, Option<String>>>,
+}
+
+/// One watched source as `/config/status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WatchState {
+    /// File changes are applied without SIGHUP.
+    pub active: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Bounded method label: the standard methods, else `OTHER`.
@@ -158,8 +177,51 @@ impl Metrics {
                 "Client connections or requests refused before they reached pingora, by reason.",
                 &["reason"],
             )?,
+            config_watch_active: gauge_vec(
+                "aralez_config_watch_active",
+                "1 when the file watch of a config source is armed, 0 when only SIGHUP reloads it.",
+                &["source"],
+            )?,
+            config_watch_errors: counter(
+                "aralez_config_watch_errors_total",
+                "File watches that could not be set up, by source.",
+                &["source"],
+            )?,
+            watch_state: Mutex::new(BTreeMap::new()),
             registry,
         })
+    }
+
+    /// Records that the file watch of `source` (`upstreams`, `certificates`) is armed.
+    pub fn watch_armed(&self, source: &str) {
+        self.config_watch_active.with_label_values(&[source]).set(1);
+        self.watch_states_mut().insert(source.to_string(), None);
+    }
+
+    /// Records that the file watch of `source` could not be set up (changes need SIGHUP).
+    pub fn watch_failed(&self, source: &str, error: &str) {
+        self.config_watch_active.with_label_values(&[source]).set(0);
+        self.config_watch_errors.with_label_values(&[source]).inc();
+        self.watch_states_mut()
+            .insert(source.to_string(), Some(error.to_string()));
+    }
+
+    /// Every watched source and its state.
+    pub fn watch_states(&self) -> BTreeMap<String, WatchState> {
+        self.watch_states_mut()
+            .iter()
+            .map(|(k, e)| {
+                let state = WatchState {
+                    active: e.is_none(),
+                    error: e.clone(),
+                };
+                (k.clone(), state)
+            })
+            .collect()
+    }
+
+    fn watch_states_mut(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
+        self.watch_state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a new active plan hash (the previous one's series is removed).

@@ -188,6 +188,8 @@ struct Pipeline {
     last_attempt: Option<Attempt>,
     /// Set while a config pushed through the API and not saved is serving.
     unsaved_push: Option<UnsavedPush>,
+    /// Digest of the last rejected input and its diagnostics: the same rejection is logged once.
+    last_rejection: Option<[u8; 32]>,
 }
 
 /// A pushed config that differs from the files on disk.
@@ -260,6 +262,7 @@ impl PlanStore {
                 last_input: Some(sources.clone()),
                 last_attempt: Some(attempt),
                 unsaved_push: None,
+                last_rejection: None,
             }),
             compile_ctx: settings,
         })
@@ -268,6 +271,11 @@ impl PlanStore {
     /// The plan serving right now (one atomic load).
     pub fn load(&self) -> Arc<Active> {
         self.current.load_full()
+    }
+
+    /// The metrics this store reports to (the reload sources record their watch state there).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Notified after every plan swap (the health checker probes new plans at once).
@@ -365,6 +373,7 @@ impl PlanStore {
                 self.metrics.config_last_reload_successful.set(1);
                 self.metrics.config_last_reload_success_ts.set(since);
                 pipeline.last_input = Some(sources.clone());
+                pipeline.last_rejection = None;
                 log::info!("config applied ({trigger}): plan {hash}");
                 let attempt = Attempt {
                     trigger: trigger.into(),
@@ -377,14 +386,29 @@ impl PlanStore {
                 (Outcome::Applied { hash }, attempt)
             }
             Err(diags) => {
-                log::error!(
-                    "config rejected ({trigger}), previous plan keeps serving:\n{}",
-                    aralez_compiler::render::render(
-                        &diags,
-                        aralez_compiler::render::Format::Short,
-                        &sources.as_sources()
-                    )
+                let rendered = aralez_compiler::render::render(
+                    &diags,
+                    aralez_compiler::render::Format::Short,
+                    &sources.as_sources(),
                 );
+                let digest = rejection_digest(sources, &rendered);
+                if pipeline.last_rejection == Some(digest) {
+                    // the same input with the same diagnostics: already logged in full
+                    let level = if trigger == "file" {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
+                        "config still rejected ({trigger}): same input and diagnostics as logged before; previous plan keeps serving (see /config/status)"
+                    );
+                } else {
+                    log::error!(
+                        "config rejected ({trigger}), previous plan keeps serving:\n{rendered}"
+                    );
+                    pipeline.last_rejection = Some(digest);
+                }
                 let attempt = Attempt {
                     trigger: trigger.into(),
                     at: unix_now(),
@@ -420,6 +444,7 @@ impl PlanStore {
             "active": { "hash": active.plan.hash, "since": active.since },
             "last_attempt": pipeline.last_attempt,
             "unsaved_push": pipeline.unsaved_push.as_ref().map(|p| serde_json::json!({ "at": p.at })),
+            "watch": self.metrics.watch_states(),
         })
         .to_string()
     }
@@ -429,6 +454,23 @@ impl PlanStore {
         // because the swap is the last step.
         self.pipeline.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// SHA-256 over the input files (names and texts, length-prefixed) and the rendered diagnostics.
+fn rejection_digest(sources: &UpstreamSources, rendered: &str) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut field = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_le_bytes());
+        ctx.update(bytes);
+    };
+    for (name, text) in &sources.files {
+        field(name.as_bytes());
+        field(text.as_bytes());
+    }
+    field(rendered.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// A compiled plan with its auth resolved, plus runtime warnings.

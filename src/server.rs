@@ -59,7 +59,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     let cfg = &main.config;
     let error_log = cfg.error_log.as_ref().map(|p| main.resolve(&p.value));
     if let Err(e) = crate::log::init(level_filter(cfg), error_log.as_deref()) {
-        eprintln!("aralez: cannot open error_log: {e}");
+        let shown = error_log.as_deref().unwrap_or(Path::new("")).display();
+        eprintln!("aralez: cannot open error_log {shown}: {e}");
         return 2;
     }
     if !main.warnings.is_empty() {
@@ -122,6 +123,9 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         }
     };
     log::info!("plan {} active", store.load().plan.hash);
+    if let Err(code) = crate::listen_check::preflight(cfg, opts.upgrade) {
+        return code;
+    }
 
     let daemon = opts.daemon || cfg.daemon;
     let pid_path = cfg.pid_file.as_ref().map(|p| main.resolve(&p.value));
@@ -133,7 +137,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             write_pid_file(path)
         };
         if let Err(e) = written {
-            log::error!("pid_file: {e}");
+            log::error!("pid_file {}: {e}", path.display());
             return 2;
         }
     }

@@ -233,3 +233,68 @@ fn version_prints_the_version() {
         assert!(out.starts_with("aralez "), "{out}");
     }
 }
+
+#[test]
+fn a_file_given_as_proxy_certificates_is_reported_as_not_a_folder() {
+    let d = TempDir::new("cli");
+    d.write("up.yaml", VALID);
+    d.write("certs.pem", "not a folder\n");
+    let main = format!(
+        "proxy_address_http: \"127.0.0.1:{}\"\nproxy_address_tls: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nproxy_certificates: certs.pem\nupstreams_conf: up.yaml\n",
+        common::free_port(),
+        common::free_port(),
+        common::free_port()
+    );
+    d.write("main.yaml", &main);
+    let (code, _, err) = run_cli(&["check", "--main", "main.yaml"], d.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("E0802") && err.contains("is a file, not a folder"),
+        "{err}"
+    );
+    assert!(!err.contains("does not exist"), "{err}");
+    // the running proxy says the same
+    let out = common::run_cli_bounded(
+        &["-c", "main.yaml"],
+        d.path(),
+        std::time::Duration::from_secs(10),
+    );
+    let (code, _, err) = out.expect("exits");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("certs.pem is a file, not a folder"), "{err}");
+}
+
+#[test]
+fn a_huge_upstreams_file_is_refused_for_its_size_not_for_aliases() {
+    let d = TempDir::new("cli");
+    let mut text = String::from("provider: file\n");
+    for i in 0..65_000 {
+        text.push_str(&format!(
+            "h{i}.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n"
+        ));
+    }
+    d.write("up.yaml", &text);
+    let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("E0012") && err.contains("conf.d"), "{err}");
+    assert!(!err.contains("alias"), "{err}");
+}
+
+#[test]
+fn a_listener_on_port_0_is_a_warning() {
+    let d = TempDir::new("cli");
+    d.write("up.yaml", VALID);
+    d.write(
+        "main.yaml",
+        "proxy_address_http: \"127.0.0.1:0\"\nupstreams_conf: up.yaml\n",
+    );
+    let (code, _, err) = run_cli(
+        &["check", "--deny-warnings", "--main", "main.yaml"],
+        d.path(),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("W0013") && err.contains("main.yaml:1:"),
+        "{err}"
+    );
+}

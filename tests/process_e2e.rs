@@ -257,3 +257,82 @@ fn a_pid_file_that_is_a_symlink_is_refused() {
     assert!(err.contains("symlink"), "{err}");
     assert!(!std::path::Path::new("/tmp/aralez-victim").exists());
 }
+
+/// Starts aralez with `setting` on a port another process already listens on: it must exit
+/// non-zero before declaring readiness, naming the address and the setting.
+fn busy_port_refuses_start(setting: &str) {
+    let b = Backend::start("a");
+    let dir = common::TempDir::new("busyport");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap();
+    let free = || format!("127.0.0.1:{}", common::free_port());
+    let mut addrs = std::collections::BTreeMap::from([
+        ("proxy_address_http", free()),
+        ("config_address", free()),
+        ("file_server_address", free()),
+    ]);
+    addrs.insert(setting, busy_addr.to_string());
+    std::fs::create_dir_all(dir.path().join("www")).unwrap();
+    let mut main = format!(
+        "upstreams_conf: up.yaml\nfile_server_folder: www\nupgrade_sock: \"{}\"\n",
+        dir.path().join("upgrade.sock").display()
+    );
+    for (k, v) in &addrs {
+        main.push_str(&format!("{k}: \"{v}\"\n"));
+    }
+    dir.write("up.yaml", &upstreams(&b));
+    dir.write("main.yaml", &main);
+    let started = Instant::now();
+    let out = common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(8));
+    let (code, _, err) = out.unwrap_or_else(|| panic!("{setting}: still running with a busy port"));
+    assert_ne!(code, 0, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.contains(&format!("cannot listen on {busy_addr} ({setting})")),
+        "{err}"
+    );
+    drop(busy);
+}
+
+#[test]
+fn a_busy_proxy_port_refuses_the_start() {
+    busy_port_refuses_start("proxy_address_http");
+}
+
+#[test]
+fn a_busy_admin_or_file_server_port_refuses_the_start() {
+    busy_port_refuses_start("config_address");
+    busy_port_refuses_start("file_server_address");
+}
+
+#[test]
+fn pid_file_and_error_log_errors_name_the_path() {
+    let b = Backend::start("a");
+    let dir = common::TempDir::new("pathmsg");
+    dir.write("up.yaml", &upstreams(&b));
+    let base = format!(
+        "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: up.yaml\n",
+        common::free_port(),
+        common::free_port()
+    );
+    dir.write(
+        "main.yaml",
+        &format!("{base}pid_file: no-such-dir/aralez.pid\n"),
+    );
+    let out = common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(10));
+    let (code, _, err) = out.expect("exits");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such-dir/aralez.pid"), "{err}");
+
+    dir.write(
+        "main.yaml",
+        &format!("{base}error_log: no-such-dir/aralez.log\n"),
+    );
+    let out = common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(10));
+    let (code, _, err) = out.expect("exits");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot open error_log") && err.contains("no-such-dir/aralez.log"),
+        "{err}"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{get, Backend, Proxy};
+use common::{get, Backend, Proxy, ProxyOpts};
 
 fn one_route(host: &str, backend: &Backend) -> String {
     format!(
@@ -164,4 +164,117 @@ fn no_request_fails_while_the_file_flips_twenty_times_under_load() {
         ok.load(Ordering::SeqCst)
     );
     assert!(seen_b);
+}
+
+fn routes_to(proxy: &Proxy, host: &str, backend: &str) -> bool {
+    get(proxy.http, host, "/", &[]).is_ok_and(|r| r.echo()["backend"] == backend)
+}
+
+#[test]
+fn file_watch_works_with_a_relative_main_yaml_path() {
+    let (a, b, c) = (
+        Backend::start("a"),
+        Backend::start("b"),
+        Backend::start("c"),
+    );
+    // cd etc && aralez -c main.yaml
+    let proxy = Proxy::start_opts(
+        &one_route("svc.example.com", &a),
+        ProxyOpts {
+            relative_conf: true,
+            ..Default::default()
+        },
+    );
+    assert!(routes_to(&proxy, "svc.example.com", "a"));
+
+    proxy.write_upstreams(&one_route("svc.example.com", &b));
+    let took = proxy.wait_for(Duration::from_secs(2), || {
+        routes_to(&proxy, "svc.example.com", "b")
+    });
+    assert!(
+        took.is_some(),
+        "edit not applied within 2 s:\n{}",
+        proxy.log_text()
+    );
+
+    // a new conf.d folder and file
+    proxy.dir.write(
+        "conf.d/extra.yaml",
+        &one_route("extra.example.com", &c).replace("provider: file\n", ""),
+    );
+    let took = proxy.wait_for(Duration::from_secs(2), || {
+        routes_to(&proxy, "extra.example.com", "c")
+    });
+    assert!(
+        took.is_some(),
+        "conf.d file not applied within 2 s:\n{}",
+        proxy.log_text()
+    );
+
+    // conf.d deleted and created again is still watched
+    std::fs::remove_dir_all(proxy.dir.path().join("conf.d")).unwrap();
+    let gone = proxy.wait_for(Duration::from_secs(2), || {
+        get(proxy.http, "extra.example.com", "/", &[]).is_ok_and(|r| r.status == 404)
+    });
+    assert!(gone.is_some(), "{}", proxy.log_text());
+    std::fs::create_dir(proxy.dir.path().join("conf.d")).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    proxy.dir.write(
+        "conf.d/again.yaml",
+        &one_route("again.example.com", &a).replace("provider: file\n", ""),
+    );
+    let took = proxy.wait_for(Duration::from_secs(2), || {
+        routes_to(&proxy, "again.example.com", "a")
+    });
+    assert!(
+        took.is_some(),
+        "recreated conf.d not watched:\n{}",
+        proxy.log_text()
+    );
+
+    // the watch is reported as armed
+    let status: serde_json::Value = serde_json::from_slice(
+        &get(proxy.admin, "admin", "/config/status", &[])
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(status["watch"]["upstreams"]["active"], true, "{status}");
+    let metrics = get(proxy.admin, "admin", "/metrics", &[]).unwrap().text();
+    assert!(
+        metrics.contains("aralez_config_watch_active{source=\"upstreams\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_broken_file_left_on_disk_is_logged_once() {
+    let a = Backend::start("a");
+    let proxy = Proxy::start(&one_route("svc.example.com", &a));
+    proxy.write_upstreams("provider: file\nsvc.example.com:\n  pathz: {}\n");
+    let rejected = proxy.wait_for(Duration::from_secs(2), || {
+        proxy.log_text().contains("config rejected (file)")
+    });
+    assert!(rejected.is_some(), "{}", proxy.log_text());
+    std::thread::sleep(Duration::from_secs(3));
+    let log = proxy.log_text();
+    assert_eq!(
+        log.matches("config rejected (file)").count(),
+        1,
+        "the same rejection logged more than once:\n{log}"
+    );
+    // the same broken text written again is not a new rejection either
+    proxy.write_upstreams("provider: file\nsvc.example.com:\n  pathz: {}\n");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        proxy.log_text().matches("config rejected (file)").count(),
+        1
+    );
+    // a different broken text is
+    proxy.write_upstreams("provider: file\nsvc.example.com:\n  pathx: {}\n");
+    let again = proxy.wait_for(Duration::from_secs(2), || {
+        proxy.log_text().matches("config rejected (file)").count() == 2
+    });
+    assert!(again.is_some(), "{}", proxy.log_text());
+    assert!(routes_to(&proxy, "svc.example.com", "a"));
 }

@@ -480,3 +480,74 @@ fn check_warns_on_empty_folder_and_expiring_certificates() {
     assert!(!err.contains("W08"), "{err}");
     assert!(out.contains("main.yaml: OK"), "{out}");
 }
+
+#[test]
+fn certificate_folder_deleted_and_recreated_is_still_watched() {
+    let pki = Pki::new();
+    let certs = TempDir::new("certs");
+    write_pair(certs.path(), "a", &pki.leaf(&["a.example.com"], Alg::P256));
+    let backend = Backend::start("b1");
+    let p = start_tls(&upstreams(&backend), certs.path(), "");
+    let cn = |sni: &str| tls_get(p.tls, Some(sni), &[], None).map(|s| s.cn);
+    assert_eq!(cn("a.example.com").unwrap(), "a.example.com");
+
+    // the folder goes away (the previous certificates keep serving) and comes back
+    std::fs::remove_dir_all(certs.path()).unwrap();
+    let noticed = p.proxy.wait_for(Duration::from_secs(3), || {
+        p.proxy.log_text().contains("cannot read")
+    });
+    assert!(noticed.is_some(), "{}", p.proxy.log_text());
+    assert_eq!(cn("a.example.com").unwrap(), "a.example.com");
+    std::fs::create_dir(certs.path()).unwrap();
+    write_pair(certs.path(), "a", &pki.leaf(&["a.example.com"], Alg::P256));
+    std::thread::sleep(Duration::from_millis(800));
+
+    // a later change in the new folder is applied without SIGHUP
+    write_pair(certs.path(), "b", &pki.leaf(&["b.example.com"], Alg::P256));
+    let took = p.proxy.wait_for(Duration::from_secs(3), || {
+        cn("b.example.com").is_ok_and(|c| c == "b.example.com")
+    });
+    assert!(
+        took.is_some(),
+        "change in the recreated folder ignored:\n{}",
+        p.proxy.log_text()
+    );
+    let status: serde_json::Value = serde_json::from_slice(
+        &get(p.proxy.admin, "admin", "/config/status", &[])
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(status["watch"]["certificates"]["active"], true, "{status}");
+}
+
+#[test]
+fn a_pair_file_with_a_non_utf8_name_is_logged_and_counted() {
+    use std::os::unix::ffi::OsStrExt;
+    let pki = Pki::new();
+    let certs = TempDir::new("certs");
+    write_pair(certs.path(), "a", &pki.leaf(&["a.example.com"], Alg::P256));
+    let leaf = pki.leaf(&["b.example.com"], Alg::P256);
+    let bad = |ext: &str| {
+        let mut name = b"b\xff".to_vec();
+        name.extend_from_slice(ext.as_bytes());
+        certs.path().join(std::ffi::OsStr::from_bytes(&name))
+    };
+    std::fs::write(bad(".crt"), &leaf.chain_pem).unwrap();
+    std::fs::write(bad(".key"), &leaf.key_pem).unwrap();
+    let backend = Backend::start("b1");
+    let p = start_tls(&upstreams(&backend), certs.path(), "");
+    let log = p.proxy.log_text();
+    assert!(log.contains("not valid UTF-8"), "{log}");
+    let m = metrics(&p.proxy);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("aralez_tls_certificate_load_errors_total{name=\"b\u{fffd}\"}")),
+        "{m}"
+    );
+    // the good pair still serves
+    assert_eq!(
+        tls_get(p.tls, Some("a.example.com"), &[], None).unwrap().cn,
+        "a.example.com"
+    );
+}

@@ -36,8 +36,10 @@ codes! {
     WRONG_TYPE = "E0006", "A value of the wrong type (e.g. a list where a string is expected).", "Write the value with the expected type; quote strings that look like numbers or booleans.";
     MISSING_KEY = "E0007", "A required key is missing.", "Add the key named in the message.";
     NON_STRING_KEY = "E0008", "A mapping key that is not a string.", "Write the key as a string (quote it).";
-    YAML_BUDGET = "E0009", "The document exceeds a safety budget (alias expansion, nesting depth, size).", "Flatten the document; do not use YAML aliases to multiply content.";
+    YAML_BUDGET = "E0009", "The document exceeds the alias budget (anchors, aliases, alias expansion).", "Flatten the document; do not use YAML aliases to multiply content.";
     GLOBAL_IN_CONFD = "E0010", "A global setting in a conf.d file; only hosts are read from conf.d.", "Move the setting to upstreams.yaml.";
+    YAML_TOO_DEEP = "E0011", "The document nests mappings and lists deeper than 48 levels.", "Flatten the structure; no config needs that depth.";
+    YAML_TOO_LARGE = "E0012", "The document is too large: more than 400000 YAML nodes (keys, values, list items) or 16 MiB of text.", "Split the hosts over several files in `conf.d/` (each file has its own budget).";
     UNKNOWN_PROVIDER = "E0100", "`provider` is not one of file, consul, kubernetes.", "Use `file`, `consul` or `kubernetes`.";
     MISSING_PROVIDER_SECTION = "E0101", "`provider: consul|kubernetes` without its `consul:`/`kubernetes:` section.", "Add the provider section with its servers and services.";
     BAD_HOST = "E0102", "A virtual host name that is not a valid DNS name, `*.domain` wildcard or `DEFAULT`.", "Use lower-case letters, digits, `-` and `.`; a wildcard is `*.` followed by a domain.";
@@ -84,6 +86,7 @@ codes! {
     ADMIN_PUBLIC = "W0010", "The admin API listens on a non-loopback address.", "Bind it to 127.0.0.1, or make sure a firewall protects it.";
     SHORT_MASTER_KEY = "W0011", "`master_key` is shorter than 32 bytes.", "Use at least 32 random bytes (e.g. `openssl rand -hex 32`).";
     TLS_GRADE_UNSAFE = "W0012", "`proxy_tls_grade: unsafe` is accepted as `medium` (rustls has no legacy suites).", "Use `medium` or `high`.";
+    LISTEN_PORT_ZERO = "W0013", "A listener address with port 0: the system picks a random port that nobody can be told about.", "Write the port to listen on, e.g. `0.0.0.0:6193`.";
     TLS_CERT_EXPIRING = "W0801", "A TLS certificate (in `proxy_certificates`, or the admin's) expires within 14 days (reported by `aralez check --main`).", "Renew it; the certificate folder is reloaded without a restart.";
     TLS_FOLDER_EMPTY = "W0802", "`proxy_certificates` holds no usable certificate pair: TLS handshakes fail until one is added (reported by `aralez check --main`).", "Add `NAME.crt` + `NAME.key` pairs (PEM) to the folder.";
 }

@@ -3,17 +3,24 @@
 
 use crate::codes;
 use crate::diag::Sink;
-use crate::yaml::{self, Node, Value};
+use crate::yaml::{self, BudgetKind, Node, Value};
 
 /// Parses `text`; `None` (with a diagnostic) unless the root is a mapping.
 pub(crate) fn load_root(sink: &mut Sink<'_>, text: &str) -> Option<Node> {
     match yaml::parse(text) {
         Err(e) => {
-            let (code, fix) = if e.budget {
-                (
-                    codes::YAML_BUDGET,
-                    "flatten the document; YAML aliases must not multiply content",
-                )
+            let (code, fix) = if let Some(kind) = e.budget {
+                match kind {
+                    BudgetKind::Aliases => (
+                        codes::YAML_BUDGET,
+                        "flatten the document; YAML aliases must not multiply content",
+                    ),
+                    BudgetKind::Depth => (codes::YAML_TOO_DEEP, "flatten the structure"),
+                    BudgetKind::Size | BudgetKind::Bytes => (
+                        codes::YAML_TOO_LARGE,
+                        "split the hosts over several files in `conf.d/` (each file has its own budget)",
+                    ),
+                }
             } else if e.message.contains("one document per file") {
                 (codes::SYNTAX, "remove the second document")
             } else {

@@ -284,6 +284,15 @@ pub(crate) fn listen(raw: &str) -> Result<SocketAddr, Invalid> {
     })
 }
 
+/// W0013 for a listener on port 0: it would listen on a random port that nobody can reach.
+pub(crate) fn port_zero_lint(addr: SocketAddr) -> Option<String> {
+    (addr.port() == 0).then(|| {
+        format!(
+            "`{addr}` has port 0: the system would pick a random port that clients cannot know; write the port to listen on"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

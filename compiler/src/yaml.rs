@@ -54,11 +54,31 @@ impl Value {
     }
 }
 
+/// Which safety budget a document exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BudgetKind {
+    /// Anchors, aliases or alias expansion.
+    Aliases,
+    /// Nesting depth of mappings and lists.
+    Depth,
+    /// Number of nodes or parser events.
+    Size,
+    /// Bytes of scalar text or of input.
+    Bytes,
+}
+
+/// Nesting depth budget (mappings and lists).
+pub(crate) const MAX_DEPTH: usize = 48;
+/// Node budget (keys, values and list items, after alias expansion).
+pub(crate) const MAX_NODES: usize = 400_000;
+/// Budget of scalar text.
+pub(crate) const MAX_SCALAR_BYTES: usize = 16 * 1024 * 1024;
+
 /// Why the text is not a YAML document we can read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct YamlError {
-    /// True when a budget (alias expansion, depth, size) was exceeded.
-    pub budget: bool,
+    /// The budget that was exceeded, if that is the reason.
+    pub budget: Option<BudgetKind>,
     /// 1-based line (0 when unknown).
     pub line: u32,
     /// 1-based column (0 when unknown).
@@ -73,12 +93,12 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
         return Ok(None);
     }
     let mut budget = Budget::default();
-    budget.max_depth = 48;
-    budget.max_nodes = 400_000;
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
     budget.max_aliases = 1_000;
     budget.max_anchors = 1_000;
     budget.max_documents = 1;
-    budget.max_total_scalar_bytes = 16 * 1024 * 1024;
+    budget.max_total_scalar_bytes = MAX_SCALAR_BYTES;
     let mut limits = AliasLimits::default();
     limits.max_total_replayed_events = 100_000;
     limits.max_replay_stack_depth = 16;
@@ -117,17 +137,10 @@ fn clamp(v: u64) -> u32 {
 }
 
 fn to_error(err: &serde_saphyr::Error) -> YamlError {
-    use serde_saphyr::Error as E;
-    let budget = matches!(
-        err,
-        E::Budget { .. }
-            | E::AliasReplayLimitExceeded { .. }
-            | E::AliasExpansionLimitExceeded { .. }
-            | E::AliasReplayStackDepthExceeded { .. }
-            | E::AliasReplayCounterOverflow { .. }
-    );
     let text = err.to_string();
-    let budget = budget || text.contains("limit exceeded") || text.contains("budget");
+    let budget = budget_kind(err).or_else(|| {
+        (text.contains("limit exceeded") || text.contains("budget")).then_some(BudgetKind::Aliases)
+    });
     let (line, col) = err
         .location()
         .map(|l| (clamp(l.line()), clamp(l.column())))
@@ -135,10 +148,29 @@ fn to_error(err: &serde_saphyr::Error) -> YamlError {
     let mut message = text;
     let budget = if message.contains("Documents {") {
         message = "the file holds more than one YAML document (`---`); keep exactly one document per file".into();
-        false
+        None
     } else {
         budget
     };
+    match budget {
+        Some(BudgetKind::Depth) => {
+            message = format!(
+                "mappings and lists nest deeper than {MAX_DEPTH} levels here (a safety budget)"
+            );
+        }
+        Some(BudgetKind::Size) => {
+            message = format!(
+                "the document is too large: more than {MAX_NODES} YAML nodes (keys, values, list items; a safety budget)"
+            );
+        }
+        Some(BudgetKind::Bytes) => {
+            message = format!(
+                "the document is too large: more than {} MiB of text in its values (a safety budget)",
+                MAX_SCALAR_BYTES / (1024 * 1024)
+            );
+        }
+        Some(BudgetKind::Aliases) | None => {}
+    }
     // Keep the first line only: the location is reported separately.
     if let Some((first, _)) = message.split_once('\n') {
         message = first.to_string();
@@ -148,6 +180,28 @@ fn to_error(err: &serde_saphyr::Error) -> YamlError {
         line,
         col,
         message,
+    }
+}
+
+/// The budget `err` reports as exceeded, looking through alias and snippet wrappers.
+fn budget_kind(mut err: &serde_saphyr::Error) -> Option<BudgetKind> {
+    use serde_saphyr::budget::BudgetBreach as B;
+    use serde_saphyr::Error as E;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = err {
+        err = error;
+    }
+    match err {
+        E::Budget { breach, .. } => Some(match breach {
+            B::Depth { .. } | B::InclusionDepth { .. } => BudgetKind::Depth,
+            B::Nodes { .. } | B::Events { .. } => BudgetKind::Size,
+            B::ScalarBytes { .. } | B::InputBytes { .. } => BudgetKind::Bytes,
+            _ => BudgetKind::Aliases,
+        }),
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => Some(BudgetKind::Aliases),
+        _ => None,
     }
 }
 
@@ -294,7 +348,11 @@ mod tests {
             prev = c;
         }
         let e = parse(&s).err();
-        assert!(e.is_some_and(|e| e.budget), "{:?}", parse(&s).err());
+        assert!(
+            e.is_some_and(|e| e.budget == Some(BudgetKind::Aliases)),
+            "{:?}",
+            parse(&s).err()
+        );
     }
 
     #[test]

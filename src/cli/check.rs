@@ -186,6 +186,7 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
                 loc,
                 codes::REFERENCED_FILE_MISSING,
                 "file",
+                crate::config::not_a_file(&main.resolve(&loc.value)),
             ));
         }
     };
@@ -211,6 +212,7 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
                     loc,
                     codes::REFERENCED_FOLDER_MISSING,
                     "folder",
+                    crate::config::not_a_folder(&main.resolve(&loc.value)),
                 ));
             }
         }
@@ -226,6 +228,7 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
                     loc,
                     codes::REFERENCED_FOLDER_MISSING,
                     "folder for the",
+                    crate::config::not_a_folder(parent),
                 ));
             }
         }
@@ -239,6 +242,7 @@ fn missing(
     loc: &Located<String>,
     code: &'static str,
     what: &str,
+    problem: &str,
 ) -> Diagnostic {
     Diagnostic {
         code,
@@ -248,7 +252,7 @@ fn missing(
         col: loc.col,
         path: key.to_string(),
         message: format!(
-            "`{key}`: the {what} `{}` does not exist (relative paths are resolved against main.yaml's folder); create it or fix the path",
+            "`{key}`: the {what} `{}` {problem} (relative paths are resolved against main.yaml's folder); create it or fix the path",
             loc.value
         ),
     }

@@ -6,8 +6,7 @@ use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
-
+use super::watch::{absolute, DirWatch, WatchError};
 use crate::config::{conf_d_dir, UpstreamSources};
 use crate::plan_store::{Outcome, PlanStore};
 
@@ -20,34 +19,16 @@ enum Trigger {
     Sighup,
 }
 
-/// Starts the watcher and the SIGHUP listener; returns once both are armed.
+/// The `source` label of the upstreams watch in metrics and `/config/status`.
+pub const WATCH_SOURCE: &str = "upstreams";
+
+/// Starts the watcher and the SIGHUP listener. A watch that cannot be set up is logged, counted
+/// (`aralez_config_watch_errors_total`, `aralez_config_watch_active` 0) and shown on
+/// `/config/status`; SIGHUP still reloads. `Err` only when the SIGHUP listener or the reload
+/// thread cannot start.
 pub fn spawn(store: Arc<PlanStore>, upstreams: PathBuf) -> std::io::Result<()> {
     let (tx, rx) = channel::<Trigger>();
-    let dir = upstreams
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let conf_d = conf_d_dir(&upstreams);
-
-    let file_tx = tx.clone();
-    let watched_file = upstreams.clone();
-    let watched_conf_d = conf_d.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let relevant = event.paths.iter().any(|p| {
-            p.file_name() == watched_file.file_name() && p.parent() == watched_file.parent()
-                || p.starts_with(&watched_conf_d)
-        });
-        if relevant {
-            let _ = file_tx.send(Trigger::File);
-        }
-    })
-    .map_err(std::io::Error::other)?;
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(std::io::Error::other)?;
-    let mut conf_d_watched =
-        conf_d.is_dir() && watcher.watch(&conf_d, RecursiveMode::NonRecursive).is_ok();
+    let mut watch = arm(&store, &upstreams, tx.clone());
 
     spawn_sighup(tx)?;
 
@@ -68,12 +49,56 @@ pub fn spawn(store: Arc<PlanStore>, upstreams: PathBuf) -> std::io::Result<()> {
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
-            if !conf_d_watched && conf_d.is_dir() {
-                conf_d_watched = watcher.watch(&conf_d, RecursiveMode::NonRecursive).is_ok();
+            // conf.d may have appeared, or been deleted and created again: watch it (again)
+            // before reading it
+            if let Some(w) = watch.as_mut() {
+                match w.rearm() {
+                    Ok(()) => store.metrics().watch_armed(WATCH_SOURCE),
+                    Err(e) => watch_failed(&store, &e),
+                }
             }
             reload(&store, &upstreams, trigger);
         })?;
     Ok(())
+}
+
+/// Watches the canonical folder of `upstreams` (its file and `conf.d/`).
+fn arm(store: &PlanStore, upstreams: &Path, tx: Sender<Trigger>) -> Option<DirWatch> {
+    let armed = absolute(upstreams).and_then(|file| {
+        let dir = file
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        let conf_d = conf_d_dir(&file);
+        let tx = std::sync::Mutex::new(tx);
+        let watched_conf_d = conf_d.clone();
+        DirWatch::new(
+            &dir,
+            vec![conf_d],
+            move |p| p == file || p.starts_with(&watched_conf_d),
+            move || {
+                if let Ok(tx) = tx.lock() {
+                    let _ = tx.send(Trigger::File);
+                }
+            },
+        )
+    });
+    match armed {
+        Ok(w) => {
+            store.metrics().watch_armed(WATCH_SOURCE);
+            Some(w)
+        }
+        Err(e) => {
+            watch_failed(store, &e);
+            None
+        }
+    }
+}
+
+fn watch_failed(store: &PlanStore, e: &WatchError) {
+    log::error!(
+        "file watch of the upstreams config: {e}; file changes are NOT applied, only SIGHUP reloads"
+    );
+    store.metrics().watch_failed(WATCH_SOURCE, &e.to_string());
 }
 
 fn reload(store: &PlanStore, upstreams: &Path, trigger: Trigger) {

@@ -3,3 +3,4 @@
 
 pub mod file_watch;
 pub mod push;
+pub mod watch;

@@ -64,10 +64,14 @@ pub struct FolderLoad {
 pub fn load_folder(dir: &Path, now: i64) -> std::io::Result<FolderLoad> {
     let mut crts = std::collections::BTreeSet::new();
     let mut keys = std::collections::BTreeSet::new();
+    let mut out = FolderLoad::default();
     for entry in std::fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let path = entry.path();
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            if let Some(e) = non_utf8_pair_file(&path) {
+                out.errors.push(e);
+            }
             continue;
         };
         // editors' and tools' temporary files (`.NAME.crt.tmp`, `.swp`) are not pairs
@@ -80,7 +84,6 @@ pub fn load_folder(dir: &Path, now: i64) -> std::io::Result<FolderLoad> {
             keys.insert(stem.to_string());
         }
     }
-    let mut out = FolderLoad::default();
     for name in &crts {
         let crt = dir.join(format!("{name}.crt"));
         let key = dir.join(format!("{name}.key"));
@@ -106,6 +109,28 @@ pub fn load_folder(dir: &Path, now: i64) -> std::io::Result<FolderLoad> {
     }
     out.errors.sort_by(|a, b| a.file.cmp(&b.file));
     Ok(out)
+}
+
+/// A `.crt`/`.key` file whose name is not UTF-8 cannot name a pair (nor a metric label): it is
+/// reported instead of skipped silently. Other non-UTF-8 names (and dotfiles) are ignored.
+fn non_utf8_pair_file(path: &Path) -> Option<PairError> {
+    use std::os::unix::ffi::OsStrExt;
+    let raw = path.file_name()?.as_bytes();
+    let is_pair_file = raw.ends_with(b".crt") || raw.ends_with(b".key");
+    if !is_pair_file || raw.starts_with(b".") {
+        return None;
+    }
+    let lossy = String::from_utf8_lossy(raw);
+    let name = lossy
+        .strip_suffix(".crt")
+        .or_else(|| lossy.strip_suffix(".key"))
+        .unwrap_or(&lossy)
+        .to_string();
+    Some(PairError {
+        name,
+        file: path.to_path_buf(),
+        reason: "the file name is not valid UTF-8, so it cannot name a certificate pair; rename the file".into(),
+    })
 }
 
 /// Loads and validates one pair (`name` labels it in errors and metrics).

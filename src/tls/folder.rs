@@ -6,14 +6,16 @@
 //! usable pair (empty, unreadable, all broken) keeps the previous table. Nothing here panics.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, RecvTimeoutError};
-use std::sync::Arc;
-
-use notify::{RecursiveMode, Watcher};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 
 use super::certs::{load_folder, now_unix};
 use super::listener::CertResolver;
 use crate::metrics::Metrics;
+use crate::sources::watch::{absolute, DirWatch, WatchError};
+
+/// The `source` label of the certificate folder's watch in metrics and `/config/status`.
+pub const WATCH_SOURCE: &str = "certificates";
 
 /// Quiet time after the last file event before a reload (same as the upstreams watcher).
 pub const DEBOUNCE: std::time::Duration = crate::sources::file_watch::DEBOUNCE;
@@ -99,21 +101,14 @@ impl CertFolder {
     }
 
     /// Watches the folder (and SIGHUP) on a thread of its own; returns once armed.
+    ///
+    /// The folder's parent is watched too, so a folder that is deleted (or renamed away) and
+    /// created again is watched again before it is read. A watch that cannot be set up is
+    /// logged, counted and shown on `/config/status` (source `certificates`); SIGHUP still
+    /// reloads. `Err` only when the SIGHUP listener or the reload thread cannot start.
     pub fn spawn_watch(self: &Arc<Self>) -> std::io::Result<()> {
         let (tx, rx) = channel::<&'static str>();
-        let file_tx = tx.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    if !event.kind.is_access() {
-                        let _ = file_tx.send("file");
-                    }
-                }
-            })
-            .map_err(std::io::Error::other)?;
-        watcher
-            .watch(&self.dir, RecursiveMode::NonRecursive)
-            .map_err(std::io::Error::other)?;
+        let mut watch = self.arm(tx.clone());
 
         let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
         std::thread::Builder::new()
@@ -129,25 +124,66 @@ impl CertFolder {
         let this = self.clone();
         std::thread::Builder::new()
             .name("aralez-tls-reload".into())
-            .spawn(move || {
-                // the watcher lives as long as this thread
-                let _watcher = watcher;
+            .spawn(move || loop {
+                let Ok(mut trigger) = rx.recv() else { return };
                 loop {
-                    let Ok(mut trigger) = rx.recv() else { return };
-                    loop {
-                        match rx.recv_timeout(DEBOUNCE) {
-                            Ok(t) => {
-                                if t == "sighup" {
-                                    trigger = t;
-                                }
+                    match rx.recv_timeout(DEBOUNCE) {
+                        Ok(t) => {
+                            if t == "sighup" {
+                                trigger = t;
                             }
-                            Err(RecvTimeoutError::Timeout) => break,
-                            Err(RecvTimeoutError::Disconnected) => return,
                         }
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    this.reload(trigger);
                 }
+                if let Some(w) = watch.as_mut() {
+                    match w.rearm() {
+                        Ok(()) => this.metrics.watch_armed(WATCH_SOURCE),
+                        Err(e) => this.watch_failed(&e),
+                    }
+                }
+                this.reload(trigger);
             })?;
         Ok(())
+    }
+
+    /// Watches the folder and its parent (events for the folder's own path or below count).
+    fn arm(&self, tx: Sender<&'static str>) -> Option<DirWatch> {
+        let armed = absolute(&self.dir).and_then(|folder| {
+            let parent = folder
+                .parent()
+                .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+            let tx = Mutex::new(tx);
+            let watched = folder.clone();
+            DirWatch::new(
+                &parent,
+                vec![folder],
+                move |p| p.starts_with(&watched),
+                move || {
+                    if let Ok(tx) = tx.lock() {
+                        let _ = tx.send("file");
+                    }
+                },
+            )
+        });
+        match armed {
+            Ok(w) => {
+                self.metrics.watch_armed(WATCH_SOURCE);
+                Some(w)
+            }
+            Err(e) => {
+                self.watch_failed(&e);
+                None
+            }
+        }
+    }
+
+    fn watch_failed(&self, e: &WatchError) {
+        log::error!(
+            "file watch of the certificate folder {}: {e}; certificate changes are NOT applied, only SIGHUP reloads",
+            self.dir.display()
+        );
+        self.metrics.watch_failed(WATCH_SOURCE, &e.to_string());
     }
 }

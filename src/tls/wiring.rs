@@ -30,8 +30,9 @@ pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     let dir = main.resolve(&folder.value);
     if !dir.is_dir() {
         log::error!(
-            "proxy_certificates: the folder {} does not exist",
-            dir.display()
+            "proxy_certificates: {} {}",
+            dir.display(),
+            crate::config::not_a_folder(&dir)
         );
         return Err(2);
     }
@@ -40,7 +41,7 @@ pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     folder.reload("start");
     if let Err(e) = folder.spawn_watch() {
         log::error!(
-            "cannot watch the certificate folder {}: {e}",
+            "cannot start the certificate reload for {}: {e}",
             folder.dir().display()
         );
         return Err(2);

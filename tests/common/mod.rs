@@ -17,9 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The binary under test (built by cargo for integration tests).
+/// The binary under test (built by cargo for integration tests). `ARALEZ_TEST_BIN` overrides
+/// it, e.g. to show that a new test fails against an older build.
 pub fn aralez_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_aralez"))
+    std::env::var_os("ARALEZ_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_aralez")))
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again soon).
@@ -493,6 +496,9 @@ pub struct ProxyOpts<'a> {
     pub file_server: Option<&'a Path>,
     /// Extra environment variables of the proxy process.
     pub env: &'a [(&'a str, &'a str)],
+    /// Start from the config folder with a relative `-c main.yaml` (as `cd etc && aralez -c
+    /// main.yaml`), instead of an absolute path from the test's working directory.
+    pub relative_conf: bool,
 }
 
 impl Proxy {
@@ -523,9 +529,13 @@ impl Proxy {
         main.push_str(opts.main_extra);
         let main_path = dir.write("main.yaml", &main);
         let log = dir.path().join("aralez.log");
-        let child = Command::new(aralez_bin())
-            .arg("-c")
-            .arg(&main_path)
+        let mut cmd = Command::new(aralez_bin());
+        if opts.relative_conf {
+            cmd.current_dir(dir.path()).arg("-c").arg("main.yaml");
+        } else {
+            cmd.arg("-c").arg(&main_path);
+        }
+        let child = cmd
             .envs(opts.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -630,6 +640,38 @@ impl Drop for Proxy {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs the binary with arguments from `cwd` for at most `limit`; returns (exit code, stdout,
+/// stderr), or `None` (after killing it) when it was still running at the limit.
+pub fn run_cli_bounded(
+    args: &[&str],
+    cwd: &Path,
+    limit: Duration,
+) -> Option<(i32, String, String)> {
+    let out_path = cwd.join(".cli.stdout");
+    let err_path = cwd.join(".cli.stderr");
+    let mut child = Command::new(aralez_bin())
+        .args(args)
+        .current_dir(cwd)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    status.map(|s| (s.code().unwrap_or(-1), read(&out_path), read(&err_path)))
 }
 
 /// Runs the binary with arguments; returns (exit code, stdout, stderr).

@@ -475,9 +475,13 @@ fn file(sink: &mut Sink<'_>, v: &Node, path: &str) -> Option<Located<String>> {
 
 fn listen(sink: &mut Sink<'_>, v: &Node, path: &str) -> Option<SocketAddr> {
     let s = walk::str_of(sink, v, path)?;
-    values::listen(s)
+    let addr = values::listen(s)
         .map_err(|(code, msg)| sink.report(code, pos(v), path, msg))
-        .ok()
+        .ok()?;
+    if let Some(msg) = values::port_zero_lint(addr) {
+        sink.report(codes::LISTEN_PORT_ZERO, pos(v), path, msg);
+    }
+    Some(addr)
 }
 
 fn admin_lint(sink: &mut Sink<'_>, v: &Node, path: &str, a: SocketAddr) {

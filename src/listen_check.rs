@@ -1,0 +1,128 @@
+//! Listener preflight: before pingora starts, every configured listener address is bound once
+//! (and released), so that a busy port refuses the start with a clear message and a non-zero exit
+//! instead of a panicking pingora thread and a process that reports ready while serving nothing.
+//!
+//! Skipped for `-u` (graceful upgrade): the sockets then come from the old process, which still
+//! holds them.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+
+use aralez_compiler::MainConfig;
+
+/// A listener address that cannot be bound.
+#[derive(Debug)]
+pub struct ListenError {
+    /// The address from main.yaml.
+    pub addr: SocketAddr,
+    /// The main.yaml key that names it (`proxy_address_http`, `config_address`, …).
+    pub setting: &'static str,
+    /// Why the bind failed (e.g. address in use, permission denied).
+    pub source: std::io::Error,
+}
+
+impl fmt::Display for ListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot listen on {} ({}): {}",
+            self.addr, self.setting, self.source
+        )
+    }
+}
+
+impl std::error::Error for ListenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Every listener address main.yaml configures, with the key that names it, in a fixed order.
+pub fn listeners(cfg: &MainConfig) -> Vec<(&'static str, SocketAddr)> {
+    let mut out = vec![
+        ("proxy_address_http", cfg.proxy_address_http),
+        ("config_address", cfg.config_address),
+    ];
+    let optional = [
+        ("proxy_address_tls", cfg.proxy_address_tls),
+        ("config_tls_address", cfg.config_tls_address),
+        ("file_server_address", cfg.file_server_address),
+    ];
+    out.extend(
+        optional
+            .into_iter()
+            .filter_map(|(name, addr)| addr.map(|a| (name, a))),
+    );
+    out
+}
+
+/// Binds every address of `listeners` at the same time (so that two settings naming the same
+/// address are caught too), then releases them all. Returns one error per address that failed.
+pub fn check(listeners: &[(&'static str, SocketAddr)]) -> Vec<ListenError> {
+    let mut held = Vec::with_capacity(listeners.len());
+    let mut errors = Vec::new();
+    for &(setting, addr) in listeners {
+        match TcpListener::bind(addr) {
+            Ok(l) => held.push(l),
+            Err(source) => errors.push(ListenError {
+                addr,
+                setting,
+                source,
+            }),
+        }
+    }
+    drop(held);
+    errors
+}
+
+/// The start-up step: unless `upgrade`, checks every listener of `cfg` and logs each failure.
+/// `Err` holds the process exit code (2).
+pub fn preflight(cfg: &MainConfig, upgrade: bool) -> Result<(), i32> {
+    if upgrade {
+        return Ok(());
+    }
+    let errors = check(&listeners(cfg));
+    for e in &errors {
+        log::error!("{e}");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_busy_address_is_named_with_its_setting() {
+        let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = busy.local_addr().unwrap();
+        let errors = check(&[("config_address", addr)]);
+        assert_eq!(errors.len(), 1);
+        let text = errors[0].to_string();
+        assert!(
+            text.starts_with(&format!("cannot listen on {addr} (config_address): ")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_same_address_twice_is_a_conflict_and_free_ones_pass() {
+        let free = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let errors = check(&[("proxy_address_http", free), ("file_server_address", free)]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].setting, "file_server_address");
+        let other = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(check(&[("proxy_address_http", other)]).is_empty());
+    }
+}
