@@ -695,6 +695,10 @@ pub fn decide(
     {
         return Decision::Respond(508, None);
     }
+    if req.method == http::Method::CONNECT || req.method == http::Method::TRACE {
+        // HTTP/1.x never gets here (the gate refuses both); HTTP/2 gets our 405, not pingora's
+        return Decision::Respond(405, None);
+    }
     let host = match request_host(req) {
         Some(h) if crate::edge::authority::is_valid(h.as_bytes()) => h,
         // HTTP/1.0 may leave the host out: only `DEFAULT` can answer it

@@ -198,6 +198,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     );
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2c = true;
+    // CONNECT reaches `request_filter`, which refuses it with our own 405 (pingora's names itself)
+    options.allow_connect_method_proxying = true;
     options.h2_idle_timeout = Some(Duration::from_secs(cfg.downstream_idle_timeout));
     http.server_options = Some(options);
     let edge = edge_settings(cfg);

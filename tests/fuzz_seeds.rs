@@ -1,4 +1,4 @@
-//! Replays the committed seeds of the auth fuzz targets (`fuzz/seeds/{jwt,basic_header}/*`)
+//! Replays the committed seeds of the parser fuzz targets (`fuzz/seeds/{jwt,basic_header,http1_request}/*`)
 //! through the same bodies as the fuzz targets (`fuzz/bodies/`), as an ordinary test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -13,8 +13,15 @@ mod auth {
     pub use aralez::auth::{base64, basic, jwt};
 }
 
+/// What the shared fuzz body calls `crate::edge`.
+mod edge {
+    pub use aralez::edge::{authority, chunked, head, path};
+}
+
 #[path = "../fuzz/bodies/basic_header.rs"]
 mod basic_body;
+#[path = "../fuzz/bodies/http1_request.rs"]
+mod http1_body;
 #[path = "../fuzz/bodies/jwt.rs"]
 mod jwt_body;
 
@@ -70,4 +77,19 @@ fn basic_header_seeds_replay() {
     assert_eq!(got("noncanonical"), Err(basic::BasicError::BadEncoding));
     assert_eq!(got("url_alphabet"), Err(basic::BasicError::BadEncoding));
     assert_eq!(got("bearer"), Err(basic::BasicError::WrongScheme));
+}
+
+#[test]
+fn http1_request_seeds_replay() {
+    use aralez::edge::head::Framing;
+    let s = seeds("http1_request");
+    assert!(s.len() >= 5, "http1_request seeds missing");
+    let got = |name: &str| http1_body::run(&s.iter().find(|(n, _)| n == name).unwrap().1);
+    assert_eq!(got("get"), Some(Framing::None));
+    assert_eq!(got("chunked"), Some(Framing::Chunked));
+    assert_eq!(got("chunked_bare_lf"), Some(Framing::Chunked));
+    assert_eq!(got("two_cl"), None);
+    assert_eq!(got("absolute"), Some(Framing::None));
+    assert_eq!(got("http10"), Some(Framing::None));
+    assert_eq!(got("ipv6_host"), Some(Framing::Length(3)));
 }

@@ -33,14 +33,19 @@ fn start(main_extra: &str) -> (Origin, Proxy) {
 /// Reads until the server closes or `limit` passes; returns what arrived and when it closed.
 fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Duration>) {
     let start = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while start.elapsed() < limit {
         match s.read(&mut buf) {
             Ok(0) => return (out, Some(start.elapsed())),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return (out, Some(start.elapsed())),
         }
     }
@@ -102,10 +107,19 @@ fn slowloris_sockets_are_closed_within_the_header_timeout_while_others_are_serve
     assert_eq!(open, 0, "{open} slow sockets still open after 6 s");
     let earliest = closed_at.iter().flatten().min().copied().unwrap();
     let latest = closed_at.iter().flatten().max().copied().unwrap();
-    assert!(earliest >= Duration::from_millis(1500), "closed too early: {earliest:?}");
-    assert!(latest <= Duration::from_millis(4500), "closed too late: {latest:?}");
+    assert!(
+        earliest >= Duration::from_millis(1500),
+        "closed too early: {earliest:?}"
+    );
+    assert!(
+        latest <= Duration::from_millis(4500),
+        "closed too late: {latest:?}"
+    );
     assert!(answers_408 > 0, "the slow clients were told 408");
-    assert!(metric(&proxy, "aralez_downstream_refused_total{reason=\"header_timeout\"}"));
+    assert!(metric(
+        &proxy,
+        "aralez_downstream_refused_total{reason=\"header_timeout\"}"
+    ));
 }
 
 #[test]
@@ -116,7 +130,11 @@ fn request_bodies_are_buffered_validated_and_bounded() {
     s.write_all(b"POST /buf HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(origin.received_len(), 0, "the head went upstream before the body");
+    assert_eq!(
+        origin.received_len(),
+        0,
+        "the head went upstream before the body"
+    );
     s.write_all(b"6\r\n world\r\n0\r\n\r\n").unwrap();
     let (answer, _) = read_until_close(&mut s, Duration::from_secs(5));
     let text = String::from_utf8_lossy(&answer);
@@ -125,11 +143,19 @@ fn request_bodies_are_buffered_validated_and_bounded() {
     // a body that stops arriving: 408 after client_body_timeout, nothing forwarded
     let before = origin.received_len();
     let mut s = TcpStream::connect(proxy.http).unwrap();
-    s.write_all(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    s.write_all(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        .unwrap();
     let (answer, closed) = read_until_close(&mut s, Duration::from_secs(5));
-    assert!(answer.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     let closed = closed.expect("closed");
-    assert!(closed >= Duration::from_millis(800) && closed < Duration::from_secs(4), "{closed:?}");
+    assert!(
+        closed >= Duration::from_millis(800) && closed < Duration::from_secs(4),
+        "{closed:?}"
+    );
     assert_eq!(origin.received_len(), before);
 
     // too large: 413 before anything is forwarded, declared or chunked
@@ -158,7 +184,10 @@ fn request_bodies_are_buffered_validated_and_bounded() {
     s.write_all(b"abc").unwrap();
     let (answer, _) = read_until_close(&mut s, Duration::from_secs(5));
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.contains("origin saw POST /expect HTTP/1.1 body=3"), "{text}");
+    assert!(
+        text.contains("origin saw POST /expect HTTP/1.1 body=3"),
+        "{text}"
+    );
 }
 
 fn open_idle(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
@@ -182,7 +211,10 @@ fn connection_limits_refuse_cleanly_and_free_their_places() {
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(get(per_ip.http, "a", "/", &[]).unwrap().status, 200);
-    assert!(metric(&per_ip, "aralez_downstream_refused_total{reason=\"max_connections_per_ip\"} 1"));
+    assert!(metric(
+        &per_ip,
+        "aralez_downstream_refused_total{reason=\"max_connections_per_ip\"} 1"
+    ));
 
     let (_o2, total) = start("max_connections: 2\n");
     let held = open_idle(total.http, 2);
@@ -195,12 +227,19 @@ fn connection_limits_refuse_cleanly_and_free_their_places() {
 
 fn h2_client(port: u16, mode: &str) -> String {
     let out = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/h2_client.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/helpers/h2_client.py"
+        ))
         .arg(port.to_string())
         .arg(mode)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -209,15 +248,29 @@ fn h2_bodies_that_contradict_their_length_never_reach_the_origin() {
     let (origin, proxy) = start("client_max_body_size: 500\n");
     let port = proxy.http.port();
     assert_eq!(h2_client(port, "ok"), "status=200");
+    // CONNECT gets our own 405 (no Server field naming pingora)
+    assert_eq!(h2_client(port, "connect"), "status=405");
     let after_ok = origin.received_len();
     assert!(after_ok > 0);
-    for (mode, want) in [("cl_zero", "reset"), ("cl_short", "reset"), ("big", "status=413")] {
+    for (mode, want) in [
+        ("cl_zero", "reset"),
+        ("cl_short", "reset"),
+        ("big", "status=413"),
+    ] {
         let got = h2_client(port, mode);
-        assert!(got.starts_with(want) || got.starts_with("status=400"), "{mode}: {got}");
+        assert!(
+            got.starts_with(want) || got.starts_with("status=400"),
+            "{mode}: {got}"
+        );
         assert_ne!(got, "status=200", "{mode}");
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(origin.received_len(), after_ok, "{}", String::from_utf8_lossy(&origin.received()));
+    assert_eq!(
+        origin.received_len(),
+        after_ok,
+        "{}",
+        String::from_utf8_lossy(&origin.received())
+    );
 }
 
 #[test]
@@ -225,7 +278,8 @@ fn an_h2_connection_without_a_stream_gets_goaway_and_is_closed() {
     let (_origin, proxy) = start("client_header_timeout: 1\n");
     let mut s = TcpStream::connect(proxy.http).unwrap();
     // preface and an empty SETTINGS frame, then silence
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
     let (bytes, closed) = read_until_close(&mut s, Duration::from_secs(6));
     let closed = closed.expect("the connection was not closed");
     assert!(closed >= Duration::from_millis(800), "{closed:?}");
@@ -233,7 +287,9 @@ fn an_h2_connection_without_a_stream_gets_goaway_and_is_closed() {
     let mut at = 0;
     let mut goaway = false;
     while at + 9 <= bytes.len() {
-        let len = (usize::from(bytes[at]) << 16) | (usize::from(bytes[at + 1]) << 8) | usize::from(bytes[at + 2]);
+        let len = (usize::from(bytes[at]) << 16)
+            | (usize::from(bytes[at + 1]) << 8)
+            | usize::from(bytes[at + 2]);
         goaway |= bytes[at + 3] == 7;
         at += 9 + len;
     }
@@ -241,5 +297,8 @@ fn an_h2_connection_without_a_stream_gets_goaway_and_is_closed() {
     // a silent plain connection is closed too
     let mut s = TcpStream::connect(proxy.http).unwrap();
     let (_, closed) = read_until_close(&mut s, Duration::from_secs(4));
-    assert!(closed.is_some_and(|c| c < Duration::from_secs(3)), "{closed:?}");
+    assert!(
+        closed.is_some_and(|c| c < Duration::from_secs(3)),
+        "{closed:?}"
+    );
 }
