@@ -282,3 +282,40 @@ fn escaped_slashes_keep_forwards_them() {
     let answer = exchange(proxy.http, b"GET /a%00 HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(status_of(&answer), 400);
 }
+
+#[test]
+fn hop_by_hop_fields_stay_on_their_hop() {
+    let (origin, proxy) = start("");
+    let answer = exchange(
+        proxy.http,
+        b"GET /hop HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\r\n",
+    );
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let seen = String::from_utf8_lossy(&origin.received()).to_ascii_lowercase();
+    for field in [
+        "x-secret",
+        "keep-alive: timeout",
+        "proxy-connection",
+        "te: trailers",
+    ] {
+        assert!(!seen.contains(field), "{field} reached the origin: {seen}");
+    }
+    // a Connection field that nominates a field the proxy itself sets is refused
+    let before = origin.received_len();
+    let answer = exchange(
+        proxy.http,
+        b"GET /hop HTTP/1.1\r\nHost: a\r\nConnection: close, X-Forwarded-For\r\n\r\n",
+    );
+    assert_eq!(
+        status_of(&answer),
+        400,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(origin.received_len(), before);
+}

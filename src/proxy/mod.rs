@@ -15,14 +15,21 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType, Result};
 
-use aralez_compiler::matcher::RouteMiss;
-
 use crate::balance::{self, Pick};
-use crate::limits::{LimitKind, Limits};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::plan_store::{Active, PlanStore};
 use crate::tls::upstream::{Detector, Protocol};
 use aralez_compiler::Cidr;
+
+mod decide;
+mod forward;
+mod observe;
+mod respond;
+
+use decide::wants_keepalive;
+pub use decide::{decide, request_host, Decision, Denied};
+use respond::{respond, respond_with};
 
 /// Process-wide settings of the proxy (from main.yaml; a change needs a restart).
 #[derive(Debug, Clone)]
@@ -401,58 +408,16 @@ impl ProxyHttp for Proxy {
         ) {
             crate::auth::strip_credentials(auth, route.forward_auth_header, req);
         }
-        if !req.raw_path().starts_with(b"/") && req.uri.path_and_query().is_some() {
-            // an absolute-form target goes to the origin in origin-form (RFC 9112 section 3.2.1)
-            let origin_form = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let uri = http::Uri::try_from(origin_form)
-                .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad target"))?;
-            req.set_uri(uri);
-        }
-        let tls = is_tls(session);
         let client = ctx.client_ip;
-        let trusted =
-            client.is_some_and(|ip| self.settings.trusted_proxies.iter().any(|c| c.contains(ip)));
-        let xff = match (client, trusted, req.headers.get(&X_FORWARDED_FOR)) {
-            (Some(ip), true, Some(prev)) => {
-                format!("{}, {ip}", String::from_utf8_lossy(prev.as_bytes()))
-            }
-            (Some(ip), _, _) => ip.to_string(),
-            (None, _, _) => String::new(),
+        let hop = forward::Hop {
+            client,
+            trusted: client
+                .is_some_and(|ip| self.settings.trusted_proxies.iter().any(|c| c.contains(ip))),
+            tls: is_tls(session),
+            via_token: &self.settings.via_token,
+            via_value: &self.via_value,
         };
-        if xff.is_empty() {
-            req.remove_header(&X_FORWARDED_FOR);
-        } else {
-            req.insert_header(X_FORWARDED_FOR, xff)?;
-        }
-        req.insert_header(
-            X_FORWARDED_PROTO,
-            http::HeaderValue::from_static(if tls { "https" } else { "http" }),
-        )?;
-        // the client's Host value as is (a cheap shared copy), or the HTTP/2 :authority
-        let host = session.req_header().headers.get(header::HOST).cloned();
-        match host {
-            Some(value) => {
-                req.insert_header(X_FORWARDED_HOST, value)?;
-            }
-            None => {
-                if let Some(authority) = session.req_header().uri.authority() {
-                    req.insert_header(X_FORWARDED_HOST, authority.as_str())?;
-                }
-            }
-        }
-        match req.headers.get(header::VIA) {
-            Some(prev) => {
-                let chained = format!(
-                    "{}, {}",
-                    String::from_utf8_lossy(prev.as_bytes()),
-                    self.settings.via_token
-                );
-                req.insert_header(header::VIA, chained)?;
-            }
-            None => {
-                req.insert_header(header::VIA, self.via_value.clone())?;
-            }
-        }
+        forward::edit_upstream_request(req, session.req_header(), &hop)?;
         if let Some(route) = route_of(ctx) {
             for (name, value) in &route.request_headers {
                 req.insert_header(name.clone(), value.clone())?;
@@ -553,69 +518,6 @@ impl Proxy {
             _ => false,
         }
     }
-
-    fn count_retry(&self, ctx: &RequestCtx) {
-        if let Some(route) = route_of(ctx) {
-            self.metrics
-                .retries
-                .with_label_values(&[route.id.as_str()])
-                .inc();
-        }
-    }
-
-    fn record_metrics(
-        &self,
-        session: &Session,
-        e: Option<&Error>,
-        ctx: &mut RequestCtx,
-        status: u16,
-    ) {
-        if ctx.counted_in_flight {
-            self.metrics.in_flight.dec();
-            ctx.counted_in_flight = false;
-        }
-        let route = route_of(ctx).map_or("none", |r| r.id.as_str());
-        let code_buf = itoa_status(status);
-        let code = code_buf.as_str();
-        self.metrics
-            .requests
-            .with_label_values(&[
-                route,
-                crate::metrics::method_label(&session.req_header().method),
-                code,
-            ])
-            .inc();
-        self.metrics
-            .duration
-            .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        if let Some(backend) = ctx.peer_id.as_deref() {
-            let outcome = if e.is_some() { "error" } else { "ok" };
-            self.metrics
-                .upstream_requests
-                .with_label_values(&[route, backend, outcome])
-                .inc();
-        }
-    }
-}
-
-/// Status code as text without a heap allocation for the common codes.
-fn itoa_status(status: u16) -> StatusText {
-    let mut buf = [b'0'; 3];
-    let s = status.min(999);
-    buf[0] = b'0' + (s / 100) as u8;
-    buf[1] = b'0' + (s / 10 % 10) as u8;
-    buf[2] = b'0' + (s % 10) as u8;
-    StatusText(buf)
-}
-
-/// Three ASCII digits.
-struct StatusText([u8; 3]);
-
-impl StatusText {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("000")
-    }
 }
 
 fn route_of(ctx: &RequestCtx) -> Option<&aralez_compiler::Route> {
@@ -624,272 +526,4 @@ fn route_of(ctx: &RequestCtx) -> Option<&aralez_compiler::Route> {
 
 fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
-}
-
-/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when asked `keep-alive`.
-fn wants_keepalive(req: &RequestHeader) -> bool {
-    let has = |token: &str| {
-        req.headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    match req.version {
-        http::Version::HTTP_10 => has("keep-alive"),
-        http::Version::HTTP_11 => !has("close"),
-        _ => true,
-    }
-}
-
-/// The host a request is for: `Host`, else the URI authority (HTTP/2 `:authority`).
-pub fn request_host(req: &RequestHeader) -> Option<&str> {
-    match req.headers.get(header::HOST) {
-        Some(h) => h.to_str().ok(),
-        None => req.uri.authority().map(|a| a.as_str()),
-    }
-}
-
-/// What the proxy does with a request before any upstream is involved.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Forward along this route.
-    Proxy(usize),
-    /// Answer directly with this status (and `Location` for redirects).
-    Respond(u16, Option<String>),
-    /// 401: the route's authentication refused the request.
-    Unauthorized(Denied),
-    /// 429 from this limit on this route.
-    Limited(usize, LimitKind),
-}
-
-/// An authentication refusal.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Denied {
-    /// The route that asked for credentials.
-    pub route: usize,
-    /// `basic`, `apikey` or `jwt`.
-    pub scheme: &'static str,
-    /// The `WWW-Authenticate` value.
-    pub challenge: &'static str,
-    /// Why (for debug logs only).
-    pub why: crate::auth::Rejection,
-}
-
-/// Routing and pre-upstream policy for one request head. Pure except for the limiters: `limits`
-/// (with the client they count) is consulted, and counts the request, once the route is known.
-pub fn decide(
-    active: &Active,
-    req: &RequestHeader,
-    settings: &ProxySettings,
-    tls: bool,
-    limits: Option<(&Limits, IpAddr)>,
-) -> Decision {
-    if head_size(req) > settings.max_request_header_bytes {
-        return Decision::Respond(431, None);
-    }
-    if req
-        .headers
-        .get_all(header::VIA)
-        .iter()
-        .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(settings.via_token.as_str()))
-    {
-        return Decision::Respond(508, None);
-    }
-    if req.method == http::Method::CONNECT || req.method == http::Method::TRACE {
-        // HTTP/1.x never gets here (the gate refuses both); HTTP/2 gets our 405, not pingora's
-        return Decision::Respond(405, None);
-    }
-    let host = match request_host(req) {
-        Some(h) if crate::edge::authority::is_valid(h.as_bytes()) => h,
-        // HTTP/1.0 may leave the host out: only `DEFAULT` can answer it
-        None if req.version == http::Version::HTTP_10 => "",
-        _ => return Decision::Respond(400, None),
-    };
-    if crate::edge::path::check(req.uri.path().as_bytes(), settings.escaped_slashes).is_err() {
-        return Decision::Respond(400, None);
-    }
-    let idx = match active.plan.route(host, req.uri.path()) {
-        Ok(idx) => idx,
-        Err(RouteMiss::UnknownHost | RouteMiss::NoRoute) => return Decision::Respond(404, None),
-        Err(RouteMiss::BadPath) => return Decision::Respond(400, None),
-    };
-    let Some(route) = active.plan.routes.get(idx) else {
-        return Decision::Respond(404, None);
-    };
-    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    if route.to_https && !tls {
-        let mut buf = [0u8; 253];
-        let name = aralez_compiler::matcher::host_key(host, &mut buf).unwrap_or("");
-        let name = if name.contains(':') {
-            format!("[{name}]")
-        } else {
-            name.to_string()
-        };
-        let port = match settings.https_port {
-            Some(443) | None => String::new(),
-            Some(p) => format!(":{p}"),
-        };
-        return Decision::Respond(301, Some(format!("https://{name}{port}{target}")));
-    }
-    // 4. limits, before auth so that guessing credentials is throttled
-    if let Some((limits, client)) = limits {
-        if let Some(kind) = limits.check(route, client) {
-            return Decision::Limited(idx, kind);
-        }
-    }
-    // 5. auth
-    if let Some(auth) = active.auth.get(idx) {
-        let now = i64::try_from(crate::plan_store::unix_now()).unwrap_or(i64::MAX);
-        if let Err(why) = crate::auth::check(auth, &req.headers, req.raw_path(), now) {
-            return Decision::Unauthorized(Denied {
-                route: idx,
-                scheme: auth.scheme(),
-                challenge: auth.challenge(),
-                why,
-            });
-        }
-    }
-    if let Some(base) = &route.redirect_to {
-        let base = base.trim_end_matches('/');
-        return Decision::Respond(301, Some(format!("{base}{target}")));
-    }
-    Decision::Proxy(idx)
-}
-
-/// `X-Forwarded-For`, `-Proto` and `-Host`, as ready header names.
-const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
-
-fn head_size(req: &RequestHeader) -> usize {
-    let target = req.uri.path_and_query().map_or(1, |pq| pq.as_str().len())
-        + req.uri.authority().map_or(0, |a| a.as_str().len() + 8);
-    let line = req.method.as_str().len() + target + 12;
-    req.headers
-        .iter()
-        .fold(line, |acc, (k, v)| acc + k.as_str().len() + v.len() + 4)
-}
-
-/// Writes a short response of our own (no `Server` header, no caching).
-async fn respond(session: &mut Session, code: u16, location: Option<&str>) -> Result<()> {
-    match location {
-        Some(loc) => respond_with(session, code, &[(header::LOCATION, loc)]).await,
-        None => respond_with(session, code, &[]).await,
-    }
-}
-
-/// [`respond`] with extra response headers.
-async fn respond_with(
-    session: &mut Session,
-    code: u16,
-    extra: &[(header::HeaderName, &str)],
-) -> Result<()> {
-    let body = Bytes::from_static(crate::edge::answer::status_text(code).as_bytes());
-    let mut resp = ResponseHeader::build(code, Some(5))?;
-    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    for (name, value) in extra {
-        resp.insert_header(name.clone(), *value)?;
-    }
-    if code == 429 {
-        resp.insert_header(header::RETRY_AFTER, "1")?;
-    }
-    if code >= 400 {
-        session.set_keepalive(None);
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::*;
-
-    fn active(yaml: &str) -> Active {
-        let src = [aralez_compiler::Source {
-            name: "t.yaml",
-            text: yaml,
-        }];
-        let ctx = aralez_compiler::Context {
-            tls_listener: true,
-            unsupported: &[],
-        };
-        let plan = aralez_compiler::compile_upstreams(&src, &ctx)
-            .unwrap()
-            .value;
-        Active::build(plan, &crate::balance::Registry::new(b"k", None)).0
-    }
-
-    fn settings() -> ProxySettings {
-        ProxySettings {
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
-            trusted_proxies: Vec::new(),
-            access_log: AccessLog::Off,
-            max_request_header_bytes: 32 * 1024,
-            downstream_idle_timeout: 60,
-            https_port: Some(8443),
-            via_token: "1.1 aralez-test".into(),
-            escaped_slashes: aralez_compiler::EscapedSlashes::Reject,
-            body: crate::edge::h2_body::BodyLimits {
-                request_buffering: true,
-                body_buffer: 65536,
-                max_body: 0,
-                body_timeout: Duration::from_secs(1),
-            },
-        }
-    }
-
-    fn head(host: &str, path: &str) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
-        r.insert_header("host", host).unwrap();
-        r
-    }
-
-    #[test]
-    fn limits_run_after_to_https_and_before_redirects() {
-        let a = active(
-            "provider: file\nrate_limit: 1\nx.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:1\"]\n    \"/secure\":\n      to_https: true\n      servers: [\"127.0.0.1:1\"]\n    \"/old\":\n      redirect_to: \"https://new.example.com\"\n",
-        );
-        let limits = Limits::new();
-        let me: IpAddr = "192.0.2.7".parse().unwrap();
-        let s = settings();
-        let d = |path: &str| {
-            decide(
-                &a,
-                &head("x.example.com", path),
-                &s,
-                false,
-                Some((&limits, me)),
-            )
-        };
-        // to_https answers before the limiter counts anything
-        for _ in 0..3 {
-            assert!(matches!(d("/secure"), Decision::Respond(301, Some(_))));
-        }
-        // the first request of the second passes (a redirect), the next is limited
-        assert!(matches!(d("/old"), Decision::Respond(301, Some(_))));
-        assert!(matches!(d("/old"), Decision::Limited(_, LimitKind::Rate)));
-        assert!(matches!(d("/"), Decision::Limited(_, LimitKind::Rate)));
-        // another client is not affected
-        let other: IpAddr = "192.0.2.8".parse().unwrap();
-        assert!(matches!(
-            decide(
-                &a,
-                &head("x.example.com", "/"),
-                &s,
-                false,
-                Some((&limits, other))
-            ),
-            Decision::Proxy(_)
-        ));
-    }
 }
