@@ -7,7 +7,9 @@
 # Usage: benches/load.sh [seconds-per-round (default 5)] [rounds (default 3)]
 # Env: TRAFFIC=1 turns the traffic policy on for the bench route (a rate limit and a 4xx limit that
 #      never trigger, so every request pays for the limiter, and health checks every second);
-#      ARALEZ_BIN=path measures another aralez binary (e.g. one built from an older commit).
+#      ARALEZ_BIN=path measures another aralez binary (e.g. one built from an older commit);
+#      ARALEZ_BASE=path runs that binary too, as "base", in the same interleaved rounds (before/after
+#      comparisons from one run; plain HTTP only).
 # TLS=1: Aralez and nginx terminate TLS (same ECDSA P-256 certificate, TLS 1.3; wrk keeps its
 # connections, so this is TLS-terminated request cost), and a last section measures the cost of a
 # full handshake (`openssl s_time -new`: new connections per second, and proxy CPU per handshake).
@@ -25,7 +27,8 @@ WORK=$(mktemp -d /tmp/aralez-load.XXXXXX)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BACK=$(port); NGX=$(port); ARZ=$(port); ADM=$(port); BAR=$(port)
+BACK=$(port); NGX=$(port); ARZ=$(port); ADM=$(port); BAR=$(port); BASE_P=$(port); BASE_ADM=$(port)
+BASE_BIN=${ARALEZ_BASE:-}
 
 chmod 755 "$WORK"; mkdir -p "$WORK/www"
 printf 'ok' > "$WORK/www/tiny"
@@ -116,6 +119,17 @@ taskset -c 0 "$BIN" -c "$WORK/main.yaml" 2>"$WORK/aralez.err" &
 echo $! > "$WORK/aralez.pid"
 taskset -c 0 "$BARE" "127.0.0.1:$BAR" "127.0.0.1:$BACK" 2>"$WORK/bare.err" &
 echo $! > "$WORK/bare.pid"
+WHO="nginx bare aralez"
+if [ -n "$BASE_BIN" ]; then
+  sed -e "s/127.0.0.1:$ARZ/127.0.0.1:$BASE_P/" -e "s/127.0.0.1:$ADM/127.0.0.1:$BASE_ADM/" \
+    -e "s|aralez.sock|base.sock|" "$WORK/main.yaml" > "$WORK/base.yaml"
+  cp "$WORK/upstreams.yaml" "$WORK/base-upstreams.yaml"
+  sed -i "s|upstreams_conf: upstreams.yaml|upstreams_conf: base-upstreams.yaml|" "$WORK/base.yaml"
+  taskset -c 0 "$BASE_BIN" -c "$WORK/base.yaml" 2>"$WORK/base.err" &
+  echo $! > "$WORK/base.pid"
+  WHO="nginx bare base aralez"
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$BASE_ADM/readyz" >/dev/null && break; sleep 0.1; done
+fi
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null && break; sleep 0.1; done
 NGX_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)   # the worker
 ARZ_PID=$(cat "$WORK/aralez.pid")
@@ -147,8 +161,9 @@ printf '%-6s %-7s %10s %9s %12s %6s\n' size proxy "req/s" "p99 ms" "cpu us/req" 
 for size in tiny 1k 100k; do
   declare -A sum=()
   for r in $(seq "$ROUNDS"); do
-    for who in nginx bare aralez; do
+    for who in $WHO; do
       case $who in
+        base) url="http://127.0.0.1:$BASE_P/$size"; pid=$(cat "$WORK/base.pid") ;;
         nginx) url="$SCHEME://127.0.0.1:$NGX/$size"; pid=$NGX_PID ;;
         bare) url="http://127.0.0.1:$BAR/$size"; pid=$BAR_PID ;;   # plain: the floor
         aralez) url="$SCHEME://127.0.0.1:$ARZ_PORT/$size"; pid=$ARZ_PID ;;
@@ -165,6 +180,9 @@ import sys
 size, nr, ar, np_, ap, nc, ac, bc = sys.argv[1], *map(float, sys.argv[2:])
 print(f"RATIO {size}: aralez/nginx  req/s {ar/nr:.2f}  p99 {ap/np_:.2f}  cpu/req {ac/nc:.2f}   aralez/bare-pingora cpu/req {ac/bc:.2f}")
 PY
+  if [ -n "$BASE_BIN" ]; then
+    python3 -c "print(f'RATIO $size: aralez/base  req/s {${sum[aralez.rps]}/${sum[base.rps]}:.2f}  p99 {${sum[aralez.p99]}/${sum[base.p99]}:.2f}  cpu/req {${sum[aralez.cpu]}/${sum[base.cpu]}:.2f}')"
+  fi
   unset sum
 done
 echo "RSS aralez idle-ish: $(awk '/VmRSS/{print $2" kB"}' /proc/$ARZ_PID/status)"

@@ -82,12 +82,80 @@ def normal_client(port, stop, results):
         time.sleep(0.25)
 
 
+def attack(a, http, proc, idle):
+    """One attack; prints what happened; 0 when every slow socket was closed and the normal
+    client was always answered."""
+    stop = threading.Event()
+    sel = selectors.DefaultSelector()
+    opened = {}
+    start = time.time()
+    for i in range(a.sockets + a.silent):
+        s = socket.create_connection(("127.0.0.1", http))
+        if i < a.sockets:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i < a.sockets)
+        opened[s] = time.time()
+    open_time = time.time() - start
+    results = []
+    client = threading.Thread(target=normal_client, args=(http, stop, results), daemon=True)
+    client.start()
+
+    closed = []
+    peak = idle
+    last_line = time.time()
+    deadline = start + 3 * a.header_timeout + 10
+    while sel.get_map() and time.time() < deadline:
+        for key, _ in sel.select(timeout=0.2):
+            s = key.fileobj
+            try:
+                d = s.recv(4096)
+            except OSError:
+                d = b""
+            if not d:
+                closed.append(time.time() - opened[s])
+                sel.unregister(s)
+                s.close()
+        if time.time() - last_line >= 1:
+            last_line = time.time()
+            peak = max(peak, rss_kib(proc.pid))
+            for key in list(sel.get_map().values()):
+                if key.data:
+                    try:
+                        key.fileobj.send(b"X-Slow: 1\r\n")
+                    except OSError:
+                        pass
+    still_open = len(sel.get_map())
+    time.sleep(2)
+    after = rss_kib(proc.pid)
+    stop.set()
+    client.join(timeout=6)
+    ok = sum(1 for good, _ in results if good)
+    lat = sorted(t for _, t in results)
+    print("slow sockets: %d (one header line per second) + %d silent, opened in %.1f s"
+          % (a.sockets, a.silent, open_time))
+    print("client_header_timeout: %d s" % a.header_timeout)
+    if closed:
+        closed.sort()
+        print("closed by the proxy: %d; after %.1f s (first) .. %.1f s (median) .. %.1f s (last); still open: %d"
+              % (len(closed), closed[0], closed[len(closed) // 2], closed[-1], still_open))
+    print("normal client during the attack: %d/%d answered 200; latency median %.1f ms, max %.1f ms"
+          % (ok, len(results), 1000 * lat[len(lat) // 2] if lat else 0, 1000 * lat[-1] if lat else 0))
+    print("proxy RSS: idle %.1f MiB, peak under attack %.1f MiB (%.1f KiB per socket), 2 s after %.1f MiB"
+          % (idle / 1024, peak / 1024, (peak - idle) / (a.sockets + a.silent), after / 1024))
+    stop.set()
+    return 0 if still_open == 0 and ok == len(results) else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/aralez")
     ap.add_argument("--sockets", type=int, default=1000)
     ap.add_argument("--silent", type=int, default=100)
     ap.add_argument("--header-timeout", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="attacks on the same process (a later round reusing the memory of the "
+                         "first shows retention by the allocator, not a leak)")
     a = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="aralez-slowloris.")
@@ -117,64 +185,14 @@ def main():
         time.sleep(0.5)
         idle = rss_kib(proc.pid)
 
-        sel = selectors.DefaultSelector()
-        opened = {}
-        start = time.time()
-        for i in range(a.sockets + a.silent):
-            s = socket.create_connection(("127.0.0.1", http))
-            if i < a.sockets:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
-            s.setblocking(False)
-            sel.register(s, selectors.EVENT_READ, i < a.sockets)
-            opened[s] = time.time()
-        open_time = time.time() - start
-        results = []
-        client = threading.Thread(target=normal_client, args=(http, stop, results), daemon=True)
-        client.start()
+        verdict = 0
+        for r in range(a.rounds):
+            print("round %d:" % (r + 1))
+            verdict |= attack(a, http, proc, idle)
+        time.sleep(8)
+        print("proxy RSS 10 s after the last round: %.1f MiB" % (rss_kib(proc.pid) / 1024))
+        return verdict
 
-        closed = []
-        peak = idle
-        last_line = time.time()
-        deadline = start + 3 * a.header_timeout + 10
-        while sel.get_map() and time.time() < deadline:
-            for key, _ in sel.select(timeout=0.2):
-                s = key.fileobj
-                try:
-                    d = s.recv(4096)
-                except OSError:
-                    d = b""
-                if not d:
-                    closed.append(time.time() - opened[s])
-                    sel.unregister(s)
-                    s.close()
-            if time.time() - last_line >= 1:
-                last_line = time.time()
-                peak = max(peak, rss_kib(proc.pid))
-                for key in list(sel.get_map().values()):
-                    if key.data:
-                        try:
-                            key.fileobj.send(b"X-Slow: 1\r\n")
-                        except OSError:
-                            pass
-        still_open = len(sel.get_map())
-        time.sleep(2)
-        after = rss_kib(proc.pid)
-        stop.set()
-        client.join(timeout=6)
-        ok = sum(1 for good, _ in results if good)
-        lat = sorted(t for _, t in results)
-        print("slow sockets: %d (one header line per second) + %d silent, opened in %.1f s"
-              % (a.sockets, a.silent, open_time))
-        print("client_header_timeout: %d s" % a.header_timeout)
-        if closed:
-            closed.sort()
-            print("closed by the proxy: %d; after %.1f s (first) .. %.1f s (median) .. %.1f s (last); still open: %d"
-                  % (len(closed), closed[0], closed[len(closed) // 2], closed[-1], still_open))
-        print("normal client during the attack: %d/%d answered 200; latency median %.1f ms, max %.1f ms"
-              % (ok, len(results), 1000 * lat[len(lat) // 2] if lat else 0, 1000 * lat[-1] if lat else 0))
-        print("proxy RSS: idle %.1f MiB, peak under attack %.1f MiB (%.1f KiB per socket), 2 s after %.1f MiB"
-              % (idle / 1024, peak / 1024, (peak - idle) / (a.sockets + a.silent), after / 1024))
-        return 0 if still_open == 0 and ok == len(results) else 1
     finally:
         stop.set()
         proc.terminate()
