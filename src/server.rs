@@ -216,7 +216,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             Some(metrics.clone()),
         ),
     );
-    proxy.add_tcp(&cfg.proxy_address_http.to_string());
+    proxy.add_listener(crate::edge::listener(&cfg.proxy_address_http.to_string()));
     if let Err(code) = crate::tls::wiring::proxy_tls(&mut proxy, &main, &metrics) {
         return code;
     }
@@ -238,7 +238,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     };
     let mut admin = Service::new("admin".to_string(), admin_app());
     admin.threads = Some(1);
-    admin.add_tcp(&cfg.config_address.to_string());
+    admin.add_listener(crate::edge::listener(&cfg.config_address.to_string()));
     let admin_handle = server.add_service(admin);
     if let Some(addr) = cfg.config_tls_address {
         let mut admin_tls = Service::new("admin-tls".to_string(), admin_app());
@@ -254,7 +254,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             Ok(files) => {
                 let gated = EdgeApp::new(files, edge.clone(), None, Some(metrics.clone()));
                 let mut files = Service::new(crate::files::SERVICE_NAME.to_owned(), gated);
-                files.add_tcp(&addr.to_string());
+                files.add_listener(crate::edge::listener(&addr.to_string()));
                 files.threads = Some(1);
                 server.add_service(files);
             }

@@ -50,3 +50,12 @@ pub struct EdgeSettings {
 pub const MAX_TARGET: usize = 8 * 1024;
 /// Most header field lines in one request head.
 pub const MAX_FIELDS: usize = 100;
+
+/// A TCP listener whose socket reads are not buffered by pingora: the gate reads request heads
+/// and buffered bodies into its own buffer (freed between requests) and HTTP/2 and TLS keep
+/// their own, so pingora's default 64 KiB read buffer per connection would only hold memory (it
+/// was most of the ~90 KiB an idle or slow connection cost).
+pub fn listener(addr: &str) -> pingora::listeners::ListenerConfig {
+    pingora::listeners::ListenerConfig::tcp(addr)
+        .l4_buffer(pingora::listeners::L4BufferSettings::default().read(0))
+}

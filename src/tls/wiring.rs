@@ -48,7 +48,7 @@ pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     }
     match tls_settings(resolver, cfg.proxy_tls_grade, true) {
         Ok(settings) => {
-            service.add_tls_with_settings(&addr.to_string(), None, settings);
+            service.add_listener(crate::edge::listener(&addr.to_string()).tls(settings));
             Ok(())
         }
         Err(e) => {
@@ -92,7 +92,7 @@ pub fn admin_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     }
     match tls_settings(resolver, cfg.proxy_tls_grade, false) {
         Ok(settings) => {
-            service.add_tls_with_settings(&addr.to_string(), None, settings);
+            service.add_listener(crate::edge::listener(&addr.to_string()).tls(settings));
             Ok(())
         }
         Err(e) => {
