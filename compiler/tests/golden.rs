@@ -80,6 +80,17 @@ fn run_fixture(path: &Path) -> String {
                     v.downstream_idle_timeout,
                     v.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
                 ));
+                out.push_str(&format!(
+                    "client: header={}s body={}s buffering={} buffer={} max_body={} conns={} per_ip={} escaped_slashes={}\n",
+                    v.client_header_timeout,
+                    v.client_body_timeout,
+                    v.request_buffering,
+                    v.client_body_buffer_size,
+                    v.client_max_body_size,
+                    v.max_connections,
+                    v.max_connections_per_ip,
+                    v.escaped_slashes.as_str(),
+                ));
                 out
             }
             Err(d) => render::render(&d, render::Format::Short, &[]),

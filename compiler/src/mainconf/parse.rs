@@ -457,7 +457,11 @@ fn uint<T: TryFrom<i64>>(
 fn on_off(sink: &mut Sink<'_>, v: &Node, path: &str) -> Option<bool> {
     match &v.value {
         Value::Str(w) if w == "on" || w == "off" => Some(w == "on"),
-        _ => walk::bool_of(sink, v, path),
+        Value::Bool(b) => Some(*b),
+        _ => {
+            walk::wrong_type(sink, v, path, "on or off (or true or false)");
+            None
+        }
     }
 }
 
