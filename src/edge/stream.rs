@@ -23,6 +23,9 @@ use super::chunked::Chunked;
 /// The HTTP/2 client connection preface (RFC 9113 section 3.4).
 pub(super) const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Longest wait for a client to take an answer the gate writes itself.
+const OWN_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most bytes read ahead past the current request (a pipelined next request) before the gate
 /// stops reading until pingora has finished the current one.
 const READ_AHEAD: usize = 64 * 1024;
@@ -168,10 +171,17 @@ impl GatedStream {
         self.deliverable == 0 && matches!(self.rest, Rest::Done | Rest::Length(0))
     }
 
-    /// Writes bytes of the gate's own (pingora is not writing at that moment).
+    /// Writes bytes of the gate's own (pingora is not writing at that moment), within
+    /// [`OWN_WRITE_TIMEOUT`]: a client that does not read cannot hold the connection open.
     pub(super) async fn write_own(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.inner.write_all(bytes).await?;
-        self.inner.flush().await
+        let write = async {
+            self.inner.write_all(bytes).await?;
+            self.inner.flush().await
+        };
+        match tokio::time::timeout(OWN_WRITE_TIMEOUT, write).await {
+            Ok(done) => done,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client not reading")),
+        }
     }
 
     /// Ends the connection after an answer of our own: shuts the write side, then reads and
