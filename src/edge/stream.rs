@@ -180,7 +180,10 @@ impl GatedStream {
         };
         match tokio::time::timeout(OWN_WRITE_TIMEOUT, write).await {
             Ok(done) => done,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client not reading")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client not reading",
+            )),
         }
     }
 
