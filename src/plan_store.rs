@@ -348,11 +348,29 @@ impl PlanStore {
         sources: &UpstreamSources,
         trigger: &str,
     ) -> Outcome {
-        if pipeline.last_input.as_ref() == Some(sources) && self.load().auth.files_unchanged() {
+        // SIGHUP always rebuilds (it is also how backend names are resolved again)
+        if trigger != "sighup"
+            && pipeline.last_input.as_ref() == Some(sources)
+            && self.load().auth.files_unchanged()
+        {
             self.metrics
                 .config_reloads
                 .with_label_values(&["unchanged", trigger])
                 .inc();
+            if pipeline.last_rejection.take().is_some() {
+                // back to what is serving after a rejected input: that rejection is over
+                let hash = self.load().plan.hash.clone();
+                log::info!("config ({trigger}): the input is the serving plan {hash} again");
+                self.metrics.config_last_reload_successful.set(1);
+                pipeline.last_attempt = Some(Attempt {
+                    trigger: trigger.into(),
+                    at: unix_now(),
+                    result: "unchanged",
+                    hash: Some(hash),
+                    diagnostics: Vec::new(),
+                    warnings: Vec::new(),
+                });
+            }
             return Outcome::Unchanged;
         }
         let (outcome, attempt) = match compile(sources, &self.compile_ctx) {
