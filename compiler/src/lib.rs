@@ -9,7 +9,6 @@ mod canon;
 pub mod codes;
 pub mod diag;
 mod diff;
-mod discovery;
 mod document;
 mod input;
 pub mod mainconf;
