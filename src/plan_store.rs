@@ -182,10 +182,18 @@ pub enum Outcome {
     Rejected(Vec<Diagnostic>),
 }
 
+/// What `/config/status` shows, behind its own lock: reading it never waits for a reload (which
+/// holds the pipeline lock while it compiles and resolves names).
+#[derive(Default)]
+struct Board {
+    last_attempt: Option<Attempt>,
+    /// Unix time of a pushed config that is serving unsaved.
+    unsaved_push_at: Option<u64>,
+}
+
 #[derive(Default)]
 struct Pipeline {
     last_input: Option<UpstreamSources>,
-    last_attempt: Option<Attempt>,
     /// Set while a config pushed through the API and not saved is serving.
     unsaved_push: Option<UnsavedPush>,
     /// Digest of the last rejected input and its diagnostics: the same rejection is logged once.
@@ -204,6 +212,7 @@ struct UnsavedPush {
 pub struct PlanStore {
     current: ArcSwap<Active>,
     pipeline: Mutex<Pipeline>,
+    board: Mutex<Board>,
     compile_ctx: CompileSettings,
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
@@ -260,9 +269,12 @@ impl PlanStore {
             current: ArcSwap::from_pointee(active),
             pipeline: Mutex::new(Pipeline {
                 last_input: Some(sources.clone()),
-                last_attempt: Some(attempt),
                 unsaved_push: None,
                 last_rejection: None,
+            }),
+            board: Mutex::new(Board {
+                last_attempt: Some(attempt),
+                unsaved_push_at: None,
             }),
             compile_ctx: settings,
         })
@@ -314,6 +326,7 @@ impl PlanStore {
         let outcome = self.apply_locked(&mut pipeline, disk, trigger);
         if !matches!(outcome, Outcome::Rejected(_)) {
             pipeline.unsaved_push = None;
+            self.board().unsaved_push_at = None;
         }
         outcome
     }
@@ -339,6 +352,7 @@ impl PlanStore {
             at: unix_now(),
             disk,
         });
+        self.board().unsaved_push_at = pipeline.unsaved_push.as_ref().map(|p| p.at);
         (outcome, saved)
     }
 
@@ -362,7 +376,7 @@ impl PlanStore {
                 let hash = self.load().plan.hash.clone();
                 log::info!("config ({trigger}): the input is the serving plan {hash} again");
                 self.metrics.config_last_reload_successful.set(1);
-                pipeline.last_attempt = Some(Attempt {
+                self.board().last_attempt = Some(Attempt {
                     trigger: trigger.into(),
                     at: unix_now(),
                     result: "unchanged",
@@ -445,26 +459,30 @@ impl PlanStore {
         if attempt.result == "rejected" {
             self.metrics.config_last_reload_successful.set(0);
         }
-        pipeline.last_attempt = Some(attempt);
+        self.board().last_attempt = Some(attempt);
         outcome
     }
 
     /// The last reload attempt (what `/config/status` shows).
     pub fn last_attempt(&self) -> Option<Attempt> {
-        self.lock().last_attempt.clone()
+        self.board().last_attempt.clone()
     }
 
     /// `/config/status` as JSON.
     pub fn status_json(&self) -> String {
         let active = self.load();
-        let pipeline = self.lock();
+        let board = self.board();
         serde_json::json!({
             "active": { "hash": active.plan.hash, "since": active.since },
-            "last_attempt": pipeline.last_attempt,
-            "unsaved_push": pipeline.unsaved_push.as_ref().map(|p| serde_json::json!({ "at": p.at })),
+            "last_attempt": board.last_attempt,
+            "unsaved_push": board.unsaved_push_at.map(|at| serde_json::json!({ "at": at })),
             "watch": self.metrics.watch_states(),
         })
         .to_string()
+    }
+
+    fn board(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Pipeline> {

@@ -340,3 +340,42 @@ fn a_broken_file_left_on_disk_is_logged_once() {
     assert!(again.is_some(), "{}", proxy.log_text());
     assert!(routes_to(&proxy, "svc.example.com", "a"));
 }
+
+#[test]
+fn config_status_answers_while_a_long_reload_runs() {
+    let a = Backend::start("a");
+    let proxy = Proxy::start(&one_route("svc.example.com", &a));
+    let old = proxy.active_hash();
+    // 20,000 hosts: compiling and building the plan takes seconds in a debug build
+    let mut big = String::from("provider: file\n");
+    for i in 0..20_000 {
+        big.push_str(&format!(
+            "h{i}.example.com:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n",
+            a.addr
+        ));
+    }
+    let written = Instant::now();
+    proxy.write_upstreams(&big);
+    let mut slowest = Duration::ZERO;
+    let mut polls = 0;
+    let applied = loop {
+        let asked = Instant::now();
+        let s = status(&proxy);
+        slowest = slowest.max(asked.elapsed());
+        polls += 1;
+        if s["active"]["hash"] != old.as_str() {
+            break written.elapsed();
+        }
+        assert!(written.elapsed() < Duration::from_secs(60), "not applied");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        applied > Duration::from_millis(1500),
+        "reload too short to tell: {applied:?}"
+    );
+    assert!(polls > 10, "{polls} polls");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "status took {slowest:?} during a {applied:?} reload"
+    );
+}
