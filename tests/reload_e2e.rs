@@ -375,7 +375,7 @@ fn config_status_answers_while_a_long_reload_runs() {
     );
     assert!(polls > 10, "{polls} polls");
     assert!(
-        slowest < Duration::from_millis(500),
+        slowest < Duration::from_secs(1),
         "status took {slowest:?} during a {applied:?} reload"
     );
 }
