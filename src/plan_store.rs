@@ -510,13 +510,18 @@ fn rejection_digest(sources: &UpstreamSources, rendered: &str) -> [u8; 32] {
 }
 
 /// A compiled plan with its auth resolved, plus runtime warnings.
-type Loaded = (
+/// A validated input: the compiled plan, its resolved route secrets, and the warnings of the
+/// secret resolution.
+pub type Loaded = (
     aralez_compiler::Compiled<Plan>,
     crate::auth::AuthTable,
     Vec<String>,
 );
 
-fn compile(
+/// The one validator of an upstreams input: compiles it and resolves its route secrets. The
+/// running proxy (start, reload, push) and `aralez check --main` both call it, so they accept and
+/// refuse the same inputs.
+pub fn compile(
     sources: &UpstreamSources,
     settings: &CompileSettings,
 ) -> Result<Loaded, Vec<Diagnostic>> {

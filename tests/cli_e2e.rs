@@ -298,3 +298,47 @@ fn a_listener_on_port_0_is_a_warning() {
         "{err}"
     );
 }
+
+/// `check --main` and `run` go through one validator: every input one refuses, the other
+/// refuses too (exit 1 for both), and what `check --main` accepts, `run` starts with.
+#[test]
+fn check_main_and_run_refuse_the_same_inputs() {
+    let bad = [
+        ("syntax", "provider: file\napp.example.com: [\n"),
+        ("unknown key", TYPO),
+        (
+            "jwt without any secret",
+            "provider: file\napp.example.com:\n  paths:\n    \"/\":\n      authorization: {type: jwt}\n      servers: [\"127.0.0.1:8000\"]\n",
+        ),
+        (
+            "missing creds_file",
+            "provider: file\napp.example.com:\n  paths:\n    \"/\":\n      authorization: {type: apikey, creds_file: \"no-such-file\"}\n      servers: [\"127.0.0.1:8000\"]\n",
+        ),
+        (
+            "empty servers list",
+            "provider: file\napp.example.com:\n  paths:\n    \"/\":\n      servers: []\n",
+        ),
+    ];
+    for (what, upstreams) in bad {
+        let d = TempDir::new("same");
+        d.write("upstreams.yaml", upstreams);
+        d.write(
+            "main.yaml",
+            &format!(
+                "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: upstreams.yaml\nupgrade_sock: \"{}\"\n",
+                common::free_port(),
+                common::free_port(),
+                d.path().join("u.sock").display()
+            ),
+        );
+        let (check, _, check_err) = run_cli(&["check", "--main", "main.yaml"], d.path());
+        let run = common::run_cli_bounded(
+            &["-c", "main.yaml"],
+            d.path(),
+            std::time::Duration::from_secs(20),
+        )
+        .expect("run did not exit on a refused config");
+        assert_eq!(check, 1, "{what}: check\n{check_err}");
+        assert_eq!(run.0, 1, "{what}: run\n{}", run.2);
+    }
+}

@@ -6,6 +6,7 @@ use aralez_compiler::render::{render, Format};
 use aralez_compiler::{codes, Diagnostic, Located, Severity, Source};
 
 use crate::config::{LoadedMain, MainError, UpstreamSources};
+use crate::plan_store::CompileSettings;
 
 /// Output formats of `aralez check`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,29 +116,33 @@ pub fn run(args: &CheckArgs) -> i32 {
             }
         };
         checked.extend(sources.files.iter().map(|(n, _)| n.clone()));
-        match aralez_compiler::compile_upstreams(&sources.as_sources(), &ctx) {
-            Ok(c) => {
-                if let Some(key) = &auth_settings {
-                    let settings = crate::auth::AuthSettings {
+        let name = sources.files.first().map_or("", |(n, _)| n.as_str());
+        let result = match &auth_settings {
+            // with main.yaml: exactly what the running proxy does with this input
+            Some(key) => {
+                let settings = CompileSettings {
+                    tls_listener,
+                    auth: crate::auth::AuthSettings {
                         master_key: key.as_deref().map(Into::into),
                         base_dir: file
                             .parent()
                             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-                    };
-                    let name = sources.files.first().map_or("", |(n, _)| n.as_str());
-                    match crate::auth::resolve(&c.value, &settings) {
-                        Ok((_, warnings)) => diags.extend(
-                            warnings
-                                .into_iter()
-                                .map(|w| Diagnostic::new(codes::SHORT_SECRET, name, (0, 0), "", w)),
-                        ),
-                        Err(errors) => {
-                            diags.extend(crate::auth::secret_diagnostics(errors, name));
-                        }
-                    }
-                }
-                diags.extend(c.warnings);
+                    },
+                };
+                crate::plan_store::compile(&sources, &settings).map(|(c, _, secret_warnings)| {
+                    let secrets = secret_warnings
+                        .into_iter()
+                        .map(|w| Diagnostic::new(codes::SHORT_SECRET, name, (0, 0), "", w));
+                    secrets.chain(c.warnings).collect::<Vec<_>>()
+                })
             }
+            // without it, secrets cannot be resolved: the language alone
+            None => {
+                aralez_compiler::compile_upstreams(&sources.as_sources(), &ctx).map(|c| c.warnings)
+            }
+        };
+        match result {
+            Ok(warnings) => diags.extend(warnings),
             Err(d) => diags.extend(d),
         }
         texts.extend(sources.files);
