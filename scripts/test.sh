@@ -49,7 +49,7 @@ step "openssl feature: build, and the TLS and protocol end-to-end suites against
 if bash scripts/deps.sh libssl-dev; then
   cargo build --no-default-features --features openssl --target-dir target/openssl
   cargo test --no-default-features --features openssl --target-dir target/openssl \
-    --test tls_e2e --test protocols_e2e
+    --test e2e -- tls:: protocols::
 else
   echo "SKIP: libssl-dev is missing and cannot be installed here; openssl feature not built" >&2
 fi

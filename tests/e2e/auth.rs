@@ -1,15 +1,12 @@
 //! End to end: Basic, API key and JWT authentication at the proxy, global and per path, with the
 //! real binary and real backends.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{get, request, Backend, Proxy, ProxyOpts, Resp, TempDir};
 use aralez::auth::base64::encode_std;
 use aralez::auth::jwt;
-use common::{get, request, Backend, Proxy, ProxyOpts, Resp, TempDir};
 
 const MASTER: &str = "master-key-for-tests-0123456789abcdef";
 const HOST: &str = "app.example.com";
@@ -465,12 +462,12 @@ fn refused_start(upstreams: &str, main_extra: &str) -> (Option<i32>, String) {
     dir.write("upstreams.yaml", upstreams);
     let main = format!(
         "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: upstreams.yaml\nupgrade_sock: \"{}\"\n{main_extra}",
-        common::free_port(),
-        common::free_port(),
+        crate::common::free_port(),
+        crate::common::free_port(),
         dir.path().join("u.sock").display()
     );
     let main_path = dir.write("main.yaml", &main);
-    let mut child = Command::new(common::aralez_bin())
+    let mut child = Command::new(crate::common::aralez_bin())
         .arg("-c")
         .arg(&main_path)
         .env_remove("ARALEZ_MASTER_KEY")
@@ -605,7 +602,7 @@ fn check_with_main_reports_unresolvable_secrets() {
         "main.yaml",
         "proxy_address_http: \"127.0.0.1:1\"\nupstreams_conf: upstreams.yaml\n",
     );
-    let (code, _out, err) = common::run_cli(&["check", "--main", "main.yaml"], dir.path());
+    let (code, _out, err) = crate::common::run_cli(&["check", "--main", "main.yaml"], dir.path());
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.matches("E0803").count(), 2, "{err}");
     assert!(
@@ -621,11 +618,11 @@ fn check_with_main_reports_unresolvable_secrets() {
             master_opts()
         ),
     );
-    let (code, out, err) = common::run_cli(&["check", "--main", "main.yaml"], dir.path());
+    let (code, out, err) = crate::common::run_cli(&["check", "--main", "main.yaml"], dir.path());
     assert_eq!(code, 0, "{out}{err}");
     // a short secret in a file is a warning, like an inline one
     dir.write("nope.key", "short\n");
-    let (code, _out, err) = common::run_cli(
+    let (code, _out, err) = crate::common::run_cli(
         &["check", "--main", "main.yaml", "--deny-warnings"],
         dir.path(),
     );

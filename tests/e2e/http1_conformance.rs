@@ -3,17 +3,13 @@
 //! sent over raw sockets to the real binary, in front of an origin that records every byte it
 //! receives. Every refusal must be Aralez's own answer with the RFC's status, and nothing of a
 //! refused request may reach the origin.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
-mod recording;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Proxy, ProxyOpts};
-use recording::Origin;
+use crate::common::{Proxy, ProxyOpts};
+use crate::recording::Origin;
 
 fn upstreams(origin: &Origin) -> String {
     format!(

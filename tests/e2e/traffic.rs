@@ -1,8 +1,5 @@
 //! End to end: traffic policy (rate and 4xx limits, health checks and failover, retries, sticky
 //! sessions, upstream keep-alive) on the real binary with real backends.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{get, request, Backend, Proxy, ProxyOpts, Resp};
+use crate::common::{get, request, Backend, Proxy, ProxyOpts, Resp};
 
 /// Health checks every second (the fastest setting), so the tests wait little.
 const FAST_HC: &str = "hc_interval: 1\n";

@@ -1,11 +1,8 @@
 //! End to end: process basics (pid file, graceful SIGTERM, threads) and the admin listener.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{get, raw, Backend, Proxy, ProxyOpts};
+use crate::common::{get, raw, Backend, Proxy, ProxyOpts};
 
 fn upstreams(b: &Backend) -> String {
     format!(
@@ -228,7 +225,10 @@ fn idle_client_connections_are_closed_after_downstream_idle_timeout() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-    assert_eq!(common::read_response(&mut r, false).unwrap().status, 200);
+    assert_eq!(
+        crate::common::read_response(&mut r, false).unwrap().status,
+        200
+    );
     let start = Instant::now();
     let mut buf = [0u8; 1];
     let n = r.read(&mut buf).unwrap_or(0);
@@ -243,16 +243,16 @@ fn idle_client_connections_are_closed_after_downstream_idle_timeout() {
 #[test]
 fn a_pid_file_that_is_a_symlink_is_refused() {
     let b = Backend::start("a");
-    let dir = common::TempDir::new("pidlink");
+    let dir = crate::common::TempDir::new("pidlink");
     std::os::unix::fs::symlink("/tmp/aralez-victim", dir.path().join("aralez.pid")).unwrap();
     let main = format!(
         "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: up.yaml\npid_file: aralez.pid\n",
-        common::free_port(),
-        common::free_port()
+        crate::common::free_port(),
+        crate::common::free_port()
     );
     dir.write("up.yaml", &upstreams(&b));
     dir.write("main.yaml", &main);
-    let (code, _, err) = common::run_cli(&["-c", "main.yaml"], dir.path());
+    let (code, _, err) = crate::common::run_cli(&["-c", "main.yaml"], dir.path());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("symlink"), "{err}");
     assert!(!std::path::Path::new("/tmp/aralez-victim").exists());
@@ -262,10 +262,10 @@ fn a_pid_file_that_is_a_symlink_is_refused() {
 /// non-zero before declaring readiness, naming the address and the setting.
 fn busy_port_refuses_start(setting: &str) {
     let b = Backend::start("a");
-    let dir = common::TempDir::new("busyport");
+    let dir = crate::common::TempDir::new("busyport");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap();
-    let free = || format!("127.0.0.1:{}", common::free_port());
+    let free = || format!("127.0.0.1:{}", crate::common::free_port());
     let mut addrs = std::collections::BTreeMap::from([
         ("proxy_address_http", free()),
         ("config_address", free()),
@@ -283,7 +283,8 @@ fn busy_port_refuses_start(setting: &str) {
     dir.write("up.yaml", &upstreams(&b));
     dir.write("main.yaml", &main);
     let started = Instant::now();
-    let out = common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(8));
+    let out =
+        crate::common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(8));
     let (code, _, err) = out.unwrap_or_else(|| panic!("{setting}: still running with a busy port"));
     assert_ne!(code, 0, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -308,18 +309,19 @@ fn a_busy_admin_or_file_server_port_refuses_the_start() {
 #[test]
 fn pid_file_and_error_log_errors_name_the_path() {
     let b = Backend::start("a");
-    let dir = common::TempDir::new("pathmsg");
+    let dir = crate::common::TempDir::new("pathmsg");
     dir.write("up.yaml", &upstreams(&b));
     let base = format!(
         "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: up.yaml\n",
-        common::free_port(),
-        common::free_port()
+        crate::common::free_port(),
+        crate::common::free_port()
     );
     dir.write(
         "main.yaml",
         &format!("{base}pid_file: no-such-dir/aralez.pid\n"),
     );
-    let out = common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(10));
+    let out =
+        crate::common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(10));
     let (code, _, err) = out.expect("exits");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no-such-dir/aralez.pid"), "{err}");
@@ -328,7 +330,8 @@ fn pid_file_and_error_log_errors_name_the_path() {
         "main.yaml",
         &format!("{base}error_log: no-such-dir/aralez.log\n"),
     );
-    let out = common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(10));
+    let out =
+        crate::common::run_cli_bounded(&["-c", "main.yaml"], dir.path(), Duration::from_secs(10));
     let (code, _, err) = out.expect("exits");
     assert_eq!(code, 2, "{err}");
     assert!(

@@ -1,9 +1,6 @@
 //! End to end: the real binary proxying to real backends on loopback.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-
-use common::{get, raw, request, Backend, Proxy};
+use crate::common::{get, raw, request, Backend, Proxy};
 
 fn yaml_two_hosts(a: &Backend, b: &Backend, c: &Backend) -> String {
     format!(
@@ -231,10 +228,10 @@ fn connect_failure_retries_next_backend() {
 
 #[test]
 fn a_route_to_the_proxy_itself_is_a_508_not_a_loop() {
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let proxy = Proxy::start_opts(
         "provider: file\nDEFAULT:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:1\"]\n",
-        common::ProxyOpts::default(),
+        crate::common::ProxyOpts::default(),
     );
     let _ = port;
     // point the catch-all at the proxy's own listener (unchecked: a health probe would take the

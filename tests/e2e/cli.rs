@@ -1,9 +1,6 @@
 //! End to end: the offline commands (`check`, `compile`, `route`, `diff`, `version`) of the real binary.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-
-use common::{run_cli, TempDir};
+use crate::common::{run_cli, TempDir};
 
 const VALID: &str = "provider: \"file\"\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n    \"/api\":\n      servers: [\"127.0.0.2:8000\", \"127.0.0.3:8000\"]\n";
 const TYPO: &str = "provider: \"file\"\napp.example.com:\n  pathz:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n";
@@ -241,9 +238,9 @@ fn a_file_given_as_proxy_certificates_is_reported_as_not_a_folder() {
     d.write("certs.pem", "not a folder\n");
     let main = format!(
         "proxy_address_http: \"127.0.0.1:{}\"\nproxy_address_tls: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nproxy_certificates: certs.pem\nupstreams_conf: up.yaml\n",
-        common::free_port(),
-        common::free_port(),
-        common::free_port()
+        crate::common::free_port(),
+        crate::common::free_port(),
+        crate::common::free_port()
     );
     d.write("main.yaml", &main);
     let (code, _, err) = run_cli(&["check", "--main", "main.yaml"], d.path());
@@ -254,7 +251,7 @@ fn a_file_given_as_proxy_certificates_is_reported_as_not_a_folder() {
     );
     assert!(!err.contains("does not exist"), "{err}");
     // the running proxy says the same
-    let out = common::run_cli_bounded(
+    let out = crate::common::run_cli_bounded(
         &["-c", "main.yaml"],
         d.path(),
         std::time::Duration::from_secs(10),
@@ -326,13 +323,13 @@ fn check_main_and_run_refuse_the_same_inputs() {
             "main.yaml",
             &format!(
                 "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: upstreams.yaml\nupgrade_sock: \"{}\"\n",
-                common::free_port(),
-                common::free_port(),
+                crate::common::free_port(),
+                crate::common::free_port(),
                 d.path().join("u.sock").display()
             ),
         );
         let (check, _, check_err) = run_cli(&["check", "--main", "main.yaml"], d.path());
-        let run = common::run_cli_bounded(
+        let run = crate::common::run_cli_bounded(
             &["-c", "main.yaml"],
             d.path(),
             std::time::Duration::from_secs(20),

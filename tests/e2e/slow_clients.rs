@@ -1,18 +1,14 @@
 //! Slow, silent and greedy clients end to end: header and body timeouts (slowloris), request
 //! buffering, body size limits, `Expect: 100-continue`, connection limits, and HTTP/2 clients that
 //! open no stream or send a body that contradicts its `content-length`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
-mod recording;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{get, Proxy, ProxyOpts};
-use recording::Origin;
+use crate::common::{get, Proxy, ProxyOpts};
+use crate::recording::Origin;
 
 fn start(main_extra: &str) -> (Origin, Proxy) {
     let origin = Origin::start();

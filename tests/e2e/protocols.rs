@@ -2,13 +2,9 @@
 //! knowledge, WebSocket (plain and TLS), gRPC (TLS downstream to h2c and TLS upstreams, trailers,
 //! bidirectional streaming, error status), and upstream TLS / protocol auto-detection.
 //! Needs python3 with `websockets` and `grpcio` (scripts/test.sh installs them), curl and openssl.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-mod tls_common;
-
-use common::{get, Backend, Proxy, ProxyOpts, TempDir};
-use tls_common::*;
+use crate::common::{get, Backend, Proxy, ProxyOpts, TempDir};
+use crate::tls_common::*;
 
 fn route(host: &str, addr: impl std::fmt::Display) -> String {
     format!("{host}:\n  paths:\n    \"/\":\n      servers: [\"{addr}\"]\n")
@@ -285,12 +281,12 @@ fn unreadable_system_ca_store_is_refused_cleanly() {
         "main.yaml",
         &format!(
             "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: up.yaml\nupgrade_sock: \"{}\"\n",
-            common::free_port(),
-            common::free_port(),
+            crate::common::free_port(),
+            crate::common::free_port(),
             d.path().join("u.sock").display()
         ),
     );
-    let mut child = std::process::Command::new(common::aralez_bin())
+    let mut child = std::process::Command::new(crate::common::aralez_bin())
         .args(["-c", "main.yaml"])
         .current_dir(d.path())
         .env("SSL_CERT_DIR", d.path().join("missing"))

@@ -1,17 +1,13 @@
 //! End to end: downstream TLS with the real binary: SNI selection, hot reload of the certificate
 //! folder, broken pairs, cipher grades, HTTP/2 by ALPN, `to_https` and the admin API over TLS.
 //! Certificates are generated at test time; clients are rustls, curl and `openssl s_client`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
-mod tls_common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, get, run_cli, Backend, TempDir};
-use tls_common::*;
+use crate::common::{free_port, get, run_cli, Backend, TempDir};
+use crate::tls_common::*;
 
 fn upstreams(backend: &Backend) -> String {
     format!(
@@ -20,7 +16,7 @@ fn upstreams(backend: &Backend) -> String {
     )
 }
 
-fn metrics(p: &common::Proxy) -> String {
+fn metrics(p: &crate::common::Proxy) -> String {
     get(p.admin, "admin", "/metrics", &[]).unwrap().text()
 }
 
@@ -410,9 +406,9 @@ fn admin_api_over_tls() {
         crt.display(),
         key.display()
     );
-    let p = common::Proxy::start_opts(
+    let p = crate::common::Proxy::start_opts(
         &upstreams(&backend),
-        common::ProxyOpts {
+        crate::common::ProxyOpts {
             main_extra: &extra,
             ..Default::default()
         },

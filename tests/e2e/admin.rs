@@ -1,12 +1,9 @@
 //! End to end: the admin API (access control, `POST /conf`, `POST /jwt`, `GET /status`,
 //! `/metrics`) with the real binary.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{get, request, Backend, Proxy, ProxyOpts, Resp};
+use crate::common::{get, request, Backend, Proxy, ProxyOpts, Resp};
 
 const KEY: &str = "admin-master-key-0123456789abcdef0123";
 const HOST: &str = "svc.example.com";

@@ -1,9 +1,6 @@
 //! End to end: the built-in file server, directly and through the proxy.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-
-use common::{get, raw, request, Proxy, ProxyOpts, TempDir};
+use crate::common::{get, raw, request, Proxy, ProxyOpts, TempDir};
 
 fn site() -> TempDir {
     let d = TempDir::new("www");

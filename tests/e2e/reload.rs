@@ -1,13 +1,10 @@
 //! End to end: hot reload of upstreams.yaml while serving.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{get, Backend, Proxy, ProxyOpts};
+use crate::common::{get, Backend, Proxy, ProxyOpts};
 
 fn one_route(host: &str, backend: &Backend) -> String {
     format!(
