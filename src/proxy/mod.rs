@@ -26,10 +26,12 @@ mod decide;
 mod forward;
 mod observe;
 mod respond;
+mod retry;
 
 use decide::wants_keepalive;
 pub use decide::{decide, request_host, Decision, Denied};
 use respond::{respond, respond_with};
+use retry::{Next, RetryState};
 
 /// Process-wide settings of the proxy (from main.yaml; a change needs a restart).
 #[derive(Debug, Clone)]
@@ -106,18 +108,8 @@ pub struct RequestCtx {
     started: Instant,
     active: Option<Arc<Active>>,
     route: Option<usize>,
-    /// Index of the backend of the current attempt.
-    peer_idx: Option<usize>,
-    /// Attempts so far.
-    tries: usize,
-    /// Retries after connection failures (at most one, on another backend).
-    connect_retries: usize,
-    /// Retries after a reused upstream connection turned out closed (at most one).
-    reuse_retries: usize,
-    /// The next attempt goes to the same backend (a stale pooled connection, not a dead backend).
-    retry_same: bool,
-    /// The upstream has started answering: never retry from here on.
-    response_started: bool,
+    /// The attempts so far and the retry rules.
+    retry: RetryState,
     /// The sticky cookie to append to the response.
     set_cookie: Option<String>,
     peer_id: Option<String>,
@@ -132,9 +124,6 @@ pub struct RequestCtx {
     body_bytes: u64,
 }
 
-/// Retries after a failed connection: once, on another healthy backend.
-const MAX_CONNECT_RETRIES: usize = 1;
-
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
@@ -144,12 +133,7 @@ impl ProxyHttp for Proxy {
             started: Instant::now(),
             active: None,
             route: None,
-            peer_idx: None,
-            tries: 0,
-            connect_retries: 0,
-            reuse_retries: 0,
-            retry_same: false,
-            response_started: false,
+            retry: RetryState::default(),
             set_cookie: None,
             peer_id: None,
             client_ip: None,
@@ -248,18 +232,17 @@ impl ProxyHttp for Proxy {
         else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
         };
-        let same_again = ctx.retry_same;
-        let pick = if same_again {
-            ctx.peer_idx.map(Pick::RoundRobin)
-        } else if ctx.tries == 0 {
-            let cookie = policy
-                .sticky
-                .and_then(|_| balance::request_cookie(&session.req_header().headers));
-            balance::pick(route, policy.healthcheck, cookie, None)
-        } else {
-            balance::pick(route, policy.healthcheck, None, ctx.peer_idx)
+        let next = ctx.retry.next();
+        let pick = match next {
+            Next::Same(previous) => previous.map(Pick::RoundRobin),
+            Next::First => {
+                let cookie = policy
+                    .sticky
+                    .and_then(|_| balance::request_cookie(&session.req_header().headers));
+                balance::pick(route, policy.healthcheck, cookie, None)
+            }
+            Next::Other(previous) => balance::pick(route, policy.healthcheck, None, previous),
         };
-        ctx.retry_same = false;
         let Some(pick) = pick else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
@@ -272,7 +255,7 @@ impl ProxyHttp for Proxy {
                 "no usable backend",
             ));
         };
-        if !same_again {
+        if !matches!(next, Next::Same(_)) {
             // a client that was not (or could not stay) pinned gets a cookie for this backend
             ctx.set_cookie = match (policy.sticky, pick) {
                 (Some(sticky), Pick::RoundRobin(_)) => Some(balance::set_cookie(
@@ -283,8 +266,7 @@ impl ProxyHttp for Proxy {
                 _ => None,
             };
         }
-        ctx.tries += 1;
-        ctx.peer_idx = Some(pick.index());
+        ctx.retry.attempt(pick.index());
         ctx.peer_id = Some(peer.id.clone());
         let protocol = match &self.detector {
             Some(d) => d.protocol(&peer.id, peer.addr, &peer.sni).await,
@@ -328,10 +310,10 @@ impl ProxyHttp for Proxy {
                 .inc();
         }
         // Nothing reached the upstream and the body was not read yet: the request is replayable.
-        let retry = ctx.connect_retries < MAX_CONNECT_RETRIES && self.has_other_backend(ctx);
+        let other_backend = self.has_other_backend(ctx);
+        let retry = ctx.retry.after_connect_failure(other_backend);
         e.set_retry(retry);
         if retry {
-            ctx.connect_retries += 1;
             self.count_retry(ctx);
         }
         e
@@ -351,14 +333,13 @@ impl ProxyHttp for Proxy {
         // at most one such retry, on the same backend (it is not the backend that failed).
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
-        if !replayable || ctx.response_started || ctx.reuse_retries > 0 {
-            e.set_retry(false);
-        } else {
+        if ctx.retry.may_retry_reused(replayable) {
             e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
         }
         if e.retry() {
-            ctx.reuse_retries += 1;
-            ctx.retry_same = true;
+            ctx.retry.retrying_same();
             self.count_retry(ctx);
         }
         e
@@ -389,7 +370,7 @@ impl ProxyHttp for Proxy {
         _resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.response_started = true;
+        ctx.retry.response_started();
         Ok(())
     }
 
@@ -513,7 +494,7 @@ impl Proxy {
         };
         match (active.routes.get(idx), active.plan.routes.get(idx)) {
             (Some(peers), Some(route)) => {
-                balance::has_other(peers, route.healthcheck, ctx.peer_idx)
+                balance::has_other(peers, route.healthcheck, ctx.retry.peer_idx())
             }
             _ => false,
         }
