@@ -145,6 +145,15 @@ impl HealthChecker {
                     .push((route.id.clone(), peer.id.clone(), peer.health.clone()));
             }
         }
+        if let Some(d) = &self.detector {
+            // backends that left the plan are forgotten
+            let ids: std::collections::HashSet<&str> = active
+                .routes
+                .iter()
+                .flat_map(|r| r.peers.iter().map(|p| p.id.as_str()))
+                .collect();
+            d.retain(&ids);
+        }
         drop(active);
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES));
         let mut probes = tokio::task::JoinSet::new();

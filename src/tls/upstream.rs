@@ -110,6 +110,12 @@ impl Detector {
         self.write().remove(backend_id);
     }
 
+    /// Forgets every backend not in `ids` (the backends of the serving plan), so that the map
+    /// does not keep growing as backends come and go.
+    pub fn retain(&self, ids: &std::collections::HashSet<&str>) {
+        self.write().retain(|id, _| ids.contains(id.as_str()));
+    }
+
     /// Every remembered protocol, sorted by backend id (for the admin API).
     pub fn snapshot(&self) -> Vec<(String, Protocol)> {
         let mut v: Vec<_> = self.read().iter().map(|(k, p)| (k.clone(), *p)).collect();
@@ -447,6 +453,9 @@ mod tests {
         d.record("a:1", Protocol::TlsH2);
         assert_eq!(d.detected("a:1"), Some(Protocol::TlsH2));
         assert_eq!(d.snapshot(), vec![("a:1".to_string(), Protocol::TlsH2)]);
+        d.record("b:2", Protocol::Http1);
+        d.retain(&["b:2"].into_iter().collect());
+        assert_eq!(d.snapshot(), vec![("b:2".to_string(), Protocol::Http1)]);
         d.forget("a:1");
         assert_eq!(d.detected("a:1"), None);
     }
