@@ -187,6 +187,43 @@ PY
 done
 echo "RSS aralez idle-ish: $(awk '/VmRSS/{print $2" kB"}' /proc/$ARZ_PID/status)"
 
+# memory per idle keep-alive client connection: IDLE connections that made one request each and
+# stay open; RSS growth of the proxy process divided by their number
+IDLE=${IDLE:-2000}
+idle_kib() {
+  local port=$1 pid=$2
+  python3 - "$port" "$pid" "$IDLE" <<'PY'
+import socket, sys, time
+port, pid, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+before = rss()
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /tiny HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data or not data.endswith(b"ok"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    socks.append(s)
+time.sleep(1)
+after = rss()
+for s in socks:
+    s.close()
+print(f"{(after - before) / n:.1f}")
+PY
+}
+if [ "$TLS" != 1 ]; then
+  k_n=$(idle_kib "$NGX" "$NGX_PID"); k_b=$(idle_kib "$BAR" "$BAR_PID"); k_a=$(idle_kib "$ARZ" "$ARZ_PID")
+  echo "KiB per idle keep-alive connection ($IDLE): nginx $k_n  bare $k_b  aralez $k_a"
+  python3 -c "print(f'RATIO memory/connection: aralez/nginx {$k_a/max($k_n,0.1):.2f}  aralez/bare-pingora {$k_a/max($k_b,0.1):.2f}')"
+fi
+
 if [ "$TLS" = 1 ]; then
   # full handshakes: openssl s_time opens a new connection per handshake (no resumption)
   handshakes() {
