@@ -247,14 +247,7 @@ impl Limits {
 
     fn key(&self, route: &Route, client: IpAddr) -> u64 {
         let mut h = self.keys.build_hasher();
-        match client {
-            IpAddr::V4(v4) => v4.hash(&mut h),
-            // one /64 is one client
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.hash(&mut h),
-                None => (u128::from(v6) >> 64).hash(&mut h),
-            },
-        }
+        client_block(client).hash(&mut h);
         route.host.hash(&mut h);
         h.finish()
     }
@@ -290,6 +283,19 @@ impl Limits {
         let key = self.key(route, client);
         let now = self.now();
         self.x4xx.get_or_init(Table::new).add(key, now);
+    }
+}
+
+/// The address a client is counted under by the limits and the connection limits: an IPv4
+/// address (IPv4-mapped IPv6 included) as it is, an IPv6 address as its /64, the block an end
+/// site is usually given.
+pub fn client_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 

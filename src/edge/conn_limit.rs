@@ -70,7 +70,7 @@ impl ConnLimits {
             return Err(Full::Total);
         }
         if let (true, Some(ip)) = (self.max_per_client > 0, client) {
-            let key = client_key(ip);
+            let key = crate::limits::client_block(ip);
             let mut map = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
             let n = map.entry(key).or_insert(0);
             if *n >= self.max_per_client {
@@ -102,20 +102,6 @@ impl Drop for Permit {
     }
 }
 
-/// The address a client is counted under: itself, or its /64 for IPv6.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return IpAddr::V4(v4);
-            }
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -137,6 +123,9 @@ mod tests {
         let _p4 = l.admit(Some(a)).unwrap();
         let v6a: IpAddr = "2001:db8::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8::2".parse().unwrap();
-        assert_eq!(client_key(v6a), client_key(v6b));
+        assert_eq!(
+            crate::limits::client_block(v6a),
+            crate::limits::client_block(v6b)
+        );
     }
 }
