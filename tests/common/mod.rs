@@ -594,11 +594,23 @@ impl Proxy {
         self.dir.write_atomic("upstreams.yaml", text);
     }
 
+    /// `GET /config/status` as JSON.
+    pub fn config_status(&self) -> serde_json::Value {
+        let r = get(self.admin, "admin", "/config/status", &[]).unwrap();
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
     /// The plan hash the proxy reports on /config/status.
     pub fn active_hash(&self) -> String {
-        let r = get(self.admin, "admin", "/config/status", &[]).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        v["active"]["hash"].as_str().unwrap_or_default().to_string()
+        self.config_status()["active"]["hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// `GET /metrics` as text (empty when the admin API does not answer).
+    pub fn metrics(&self) -> String {
+        get(self.admin, "admin", "/metrics", &[]).map_or_else(|_| String::new(), |r| r.text())
     }
 
     /// Polls until `f` holds or `limit` passes; returns how long it took.

@@ -67,17 +67,8 @@ fn an_invalid_edit_keeps_the_old_plan_serving() {
     assert!(proxy.log_text().contains("rejected"));
 }
 
-fn status(proxy: &Proxy) -> serde_json::Value {
-    serde_json::from_slice(
-        &get(proxy.admin, "admin", "/config/status", &[])
-            .unwrap()
-            .body,
-    )
-    .unwrap()
-}
-
-fn metric_line(proxy: &Proxy, line: &str) -> bool {
-    get(proxy.admin, "admin", "/metrics", &[]).is_ok_and(|r| r.text().lines().any(|l| l == line))
+fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l == line)
 }
 
 #[test]
@@ -88,21 +79,21 @@ fn going_back_to_the_serving_config_after_a_rejection_reports_success() {
     let hash = proxy.active_hash();
     proxy.write_upstreams("provider: file\nsvc.example.com:\n  pathz: {}\n");
     let rejected = proxy.wait_for(Duration::from_secs(3), || {
-        status(&proxy)["last_attempt"]["result"] == "rejected"
-            && metric_line(&proxy, "aralez_config_last_reload_successful 0")
+        proxy.config_status()["last_attempt"]["result"] == "rejected"
+            && has_line(&proxy.metrics(), "aralez_config_last_reload_successful 0")
     });
     assert!(rejected.is_some(), "{}", proxy.log_text());
     proxy.write_upstreams(&good);
     let recovered = proxy.wait_for(Duration::from_secs(3), || {
-        let s = status(&proxy);
+        let s = proxy.config_status();
         s["last_attempt"]["result"] == "unchanged"
             && s["last_attempt"]["hash"] == hash.as_str()
-            && metric_line(&proxy, "aralez_config_last_reload_successful 1")
+            && has_line(&proxy.metrics(), "aralez_config_last_reload_successful 1")
     });
     assert!(
         recovered.is_some(),
         "{}\n{}",
-        status(&proxy),
+        proxy.config_status(),
         proxy.log_text()
     );
 }
@@ -113,8 +104,8 @@ fn sighup_rebuilds_even_when_the_files_are_unchanged() {
     let proxy = Proxy::start(&one_route("svc.example.com", &a));
     proxy.sighup();
     let rebuilt = proxy.wait_for(Duration::from_secs(3), || {
-        metric_line(
-            &proxy,
+        has_line(
+            &proxy.metrics(),
             "aralez_config_reloads_total{result=\"applied\",trigger=\"sighup\"} 1",
         )
     });
@@ -357,7 +348,7 @@ fn config_status_answers_while_a_long_reload_runs() {
     let mut polls = 0;
     let applied = loop {
         let asked = Instant::now();
-        let s = status(&proxy);
+        let s = proxy.config_status();
         slowest = slowest.max(asked.elapsed());
         polls += 1;
         if s["active"]["hash"] != old.as_str() {
