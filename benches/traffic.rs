@@ -7,28 +7,34 @@ use std::net::IpAddr;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 use aralez::balance::{self, Registry};
+use aralez::config::UpstreamSources;
+use aralez::generation::{build, CompileSettings, Generation, Inputs};
 use aralez::limits::Limits;
-use aralez::plan_store::Active;
-use aralez_compiler::{compile_upstreams, Context, Source};
 
 const YAML: &str = "provider: file\nrate_limit: 100000000\nx4xx_limit: 100000000\nsticky_sessions: true\nx.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\", \"127.0.0.1:8001\", \"127.0.0.1:8002\"]\n";
 
-fn active() -> Active {
-    let plan = compile_upstreams(
-        &[Source {
-            name: "bench.yaml",
-            text: YAML,
-        }],
-        &Context::default(),
+fn generation() -> Generation {
+    let inputs = Inputs {
+        upstreams: UpstreamSources {
+            files: vec![("bench.yaml".into(), YAML.into())],
+        },
+        certs: None,
+    };
+    let registry = Registry::new(b"bench", None);
+    build(
+        &inputs,
+        &CompileSettings::default(),
+        &registry,
+        None,
+        "bench",
     )
     .unwrap()
-    .value;
-    Active::build(plan, &Registry::new(b"bench", None)).0
+    .generation
 }
 
 fn traffic(c: &mut Criterion) {
-    let a = active();
-    let route = &a.plan.routes[0];
+    let g = generation();
+    let route = &g.routes()[0].policy;
     let limits = Limits::new();
     let one: IpAddr = "192.0.2.1".parse().unwrap();
     c.bench_function("limits_check/one_client", |b| {
@@ -44,7 +50,7 @@ fn traffic(c: &mut Criterion) {
             black_box(limits.check(route, clients[i]))
         })
     });
-    let peers = &a.routes[0];
+    let peers = &g.routes()[0].peers;
     c.bench_function("balance_pick/round_robin", |b| {
         b.iter(|| black_box(balance::pick(peers, true, None, None)))
     });

@@ -18,21 +18,19 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::generation::GenerationStore;
 use crate::metrics::Metrics;
-use crate::plan_store::PlanStore;
 use crate::secret::ct_eq;
 
 /// The admin API application.
 pub struct Admin {
-    store: Arc<PlanStore>,
+    store: Arc<GenerationStore>,
     metrics: Arc<Metrics>,
     master_key: Option<String>,
     public_readonly: bool,
     ready: Arc<AtomicBool>,
     /// upstreams.yaml, for `POST /conf`; `None`: the config API is off.
     config_api: Option<PathBuf>,
-    /// Upstream protocol detection, for `/status`.
-    detector: Option<Arc<crate::tls::upstream::Detector>>,
 }
 
 /// Who may call an endpoint.
@@ -47,7 +45,7 @@ enum Access {
 impl Admin {
     /// An admin API over `store`; `ready` flips to true once the listeners are bound.
     pub fn new(
-        store: Arc<PlanStore>,
+        store: Arc<GenerationStore>,
         metrics: Arc<Metrics>,
         master_key: Option<String>,
         public_readonly: bool,
@@ -60,7 +58,6 @@ impl Admin {
             public_readonly,
             ready,
             config_api: None,
-            detector: None,
         }
     }
 
@@ -68,12 +65,6 @@ impl Admin {
     /// `upstreams`.
     pub fn with_config_api(mut self, upstreams: PathBuf, enabled: bool) -> Self {
         self.config_api = enabled.then_some(upstreams);
-        self
-    }
-
-    /// Reports each backend's detected protocol on `/status`.
-    pub fn with_detector(mut self, detector: Arc<crate::tls::upstream::Detector>) -> Self {
-        self.detector = Some(detector);
         self
     }
 
@@ -159,12 +150,9 @@ impl ServeHttp for Admin {
             "/config/status" => self.refuse(session, Access::ReadOnly).unwrap_or_else(|| {
                 reply(StatusCode::OK, "application/json", self.store.status_json())
             }),
-            "/status" => self.refuse(session, Access::ReadOnly).unwrap_or_else(|| {
-                json_reply(
-                    200,
-                    &crate::admin_api::status(&self.store, self.detector.as_deref()),
-                )
-            }),
+            "/status" => self
+                .refuse(session, Access::ReadOnly)
+                .unwrap_or_else(|| json_reply(200, &crate::admin_api::status(&self.store))),
             "/metrics" => self.refuse(session, Access::ReadOnly).unwrap_or_else(|| {
                 reply(
                     StatusCode::OK,
@@ -215,11 +203,11 @@ impl Admin {
                 Ok(b) => b,
                 Err(e) => return body_error(session, e),
             };
-        let now = i64::try_from(crate::plan_store::unix_now()).unwrap_or(i64::MAX);
-        let active = self.store.load();
+        let now = i64::try_from(crate::generation::unix_now()).unwrap_or(i64::MAX);
+        let generation = self.store.load();
         let (code, json) = crate::admin_api::issue_jwt(
             self.master_key.as_deref(),
-            active.plan.global_jwt.as_ref(),
+            generation.plan().global_jwt(),
             &body,
             now,
         );

@@ -9,7 +9,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 use crate::auth::jwt;
-use crate::plan_store::{backend_id, PlanStore};
+use crate::generation::{backend_id, GenerationStore};
 use crate::secret::ct_eq;
 
 /// Largest `POST /conf` body.
@@ -71,7 +71,7 @@ pub async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<
 /// `POST /conf` after access control: compiles and applies `body` (blocking work on a blocking
 /// thread). Returns the status and JSON body.
 pub async fn push_conf(
-    store: Arc<PlanStore>,
+    store: Arc<GenerationStore>,
     upstreams: PathBuf,
     body: Vec<u8>,
     save: bool,
@@ -166,29 +166,28 @@ pub fn issue_jwt(
     (201, json!({ "token": token }))
 }
 
-/// `GET /status`: the active plan's routes and their backends.
+/// `GET /status`: the serving generation's routes and their backends.
 ///
 /// Per backend: `healthy` (its health-check state; `null` when it did not resolve) and
 /// `protocol` as last detected (`"unknown"` before first use or after a connection failure).
-pub fn status(store: &PlanStore, detector: Option<&crate::tls::upstream::Detector>) -> Value {
-    let active = store.load();
-    let routes: Vec<Value> = active
-        .plan
-        .routes
+pub fn status(store: &GenerationStore) -> Value {
+    let generation = store.load();
+    let routes: Vec<Value> = generation
+        .routes()
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let peers = active.routes.get(i);
+        .map(|runtime| {
+            let r = &runtime.policy;
+            let peers = &runtime.peers;
             let backends: Vec<Value> = r
                 .backends
                 .iter()
                 .map(|b| {
                     let id = backend_id(b);
-                    let peer = peers.and_then(|p| p.peers.iter().find(|p| p.id == id));
+                    let peer = peers.peers.iter().find(|p| p.id == id);
                     let addr = peer.map(|p| p.addr.to_string());
                     let healthy = peer.map(|p| p.health.is_healthy());
-                    let protocol = detector
-                        .and_then(|d| d.detected(&id))
+                    let protocol = peer
+                        .and_then(|p| p.protocol.get())
                         .map_or("unknown", |p| p.as_str());
                     json!({
                         "id": id,
@@ -215,9 +214,9 @@ pub fn status(store: &PlanStore, detector: Option<&crate::tls::upstream::Detecto
         })
         .collect();
     json!({
-        "hash": active.plan.hash,
-        "since": active.since,
-        "provider": active.plan.provider.as_str(),
+        "hash": generation.hash(),
+        "since": generation.since,
+        "provider": generation.plan().provider().as_str(),
         "routes": routes,
     })
 }

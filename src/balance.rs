@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use http::HeaderMap;
 use ring::hmac;
 
+use crate::generation::RoutePeers;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::plan_store::RoutePeers;
+use crate::tls::upstream::ProtocolCell;
 
 /// The sticky cookie's name.
 pub const COOKIE: &str = "backend_id";
@@ -32,6 +33,7 @@ pub struct RouteState {
 pub struct Registry {
     routes: Mutex<HashMap<String, Arc<RouteState>>>,
     health: Mutex<HashMap<(String, String), Arc<Health>>>,
+    protocols: Mutex<HashMap<String, (SocketAddr, Arc<ProtocolCell>)>>,
     sticky_key: hmac::Key,
     metrics: Option<Arc<Metrics>>,
 }
@@ -42,6 +44,7 @@ impl Registry {
         Self {
             routes: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
+            protocols: Mutex::new(HashMap::new()),
             sticky_key: hmac::Key::new(hmac::HMAC_SHA256, sticky_secret),
             metrics,
         }
@@ -72,6 +75,20 @@ impl Registry {
         h
     }
 
+    /// The protocol of backend `id` at `addr`, shared by every route that uses it: the existing
+    /// cell while the backend and its address are unchanged, else a fresh (undetected) one.
+    pub fn protocol(&self, id: &str, addr: SocketAddr) -> Arc<ProtocolCell> {
+        let mut map = self.protocols.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(id) {
+            Some((at, cell)) if *at == addr => cell.clone(),
+            _ => {
+                let cell = Arc::new(ProtocolCell::default());
+                map.insert(id.to_string(), (addr, cell.clone()));
+                cell
+            }
+        }
+    }
+
     /// Forgets the state of routes and backends that are not in `keep` (the new plan's), and
     /// removes their metric series.
     pub fn retain(&self, routes: &HashSet<&str>, backends: &HashSet<(&str, &str)>) {
@@ -89,6 +106,12 @@ impl Registry {
             }
             keep
         });
+        drop(map);
+        let ids: HashSet<&str> = backends.iter().map(|(_, b)| *b).collect();
+        self.protocols
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| ids.contains(id.as_str()));
     }
 
     /// The sticky-cookie token of a backend id (32 hex digits).
@@ -223,7 +246,7 @@ pub fn set_cookie(token: &str, max_age: Option<u64>, tls: bool) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::plan_store::Peer;
+    use crate::generation::Peer;
 
     fn peers(reg: &Registry, n: usize) -> RoutePeers {
         let peers = (0..n)
@@ -233,6 +256,7 @@ mod tests {
                 Peer {
                     sticky_token: reg.sticky_token(&id),
                     health: reg.health("r/", &id, addr),
+                    protocol: reg.protocol(&id, addr),
                     id,
                     addr,
                     sni: String::new(),

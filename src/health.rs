@@ -18,8 +18,8 @@ use pingora::services::background::BackgroundService;
 use prometheus::IntGauge;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::plan_store::PlanStore;
-use crate::tls::upstream::{Detector, Protocol};
+use crate::generation::GenerationStore;
+use crate::tls::upstream::{record, Detector, Protocol, ProtocolCell, Target};
 
 /// The health of one backend of one route.
 #[derive(Debug)]
@@ -101,14 +101,14 @@ impl HealthSettings {
 
 /// The background service that probes the backends of the serving plan.
 pub struct HealthChecker {
-    store: Arc<PlanStore>,
+    store: Arc<GenerationStore>,
     settings: HealthSettings,
     detector: Option<Arc<Detector>>,
 }
 
 impl HealthChecker {
     /// A checker of whatever `store` serves.
-    pub fn new(store: Arc<PlanStore>, settings: HealthSettings) -> Self {
+    pub fn new(store: Arc<GenerationStore>, settings: HealthSettings) -> Self {
         Self {
             store,
             settings,
@@ -128,33 +128,46 @@ impl HealthChecker {
     /// `Host`, e.g. one backend shared by several routes of a wildcard or `DEFAULT` host) are sent
     /// once and their result applies to every route.
     pub async fn round(&self) {
-        let active = self.store.load();
-        type Subscribers = Vec<(String, String, Arc<Health>)>;
-        type Target = (SocketAddr, String, String, String);
-        let mut wanted: std::collections::HashMap<Target, Subscribers> =
+        let generation = self.store.load();
+        type ProbeKey = (SocketAddr, String, String, String);
+        let mut wanted: std::collections::HashMap<ProbeKey, Vec<Subscriber>> =
             std::collections::HashMap::new();
-        for (route, peers) in active.plan.routes.iter().zip(active.routes.iter()) {
-            if !route.healthcheck {
-                continue;
-            }
-            for peer in &peers.peers {
+        // backends of routes without health checks: detected when never detected or stale
+        let mut undetected: std::collections::HashMap<&str, Target> =
+            std::collections::HashMap::new();
+        for runtime in generation.routes() {
+            let route = &runtime.policy;
+            for peer in &runtime.peers.peers {
+                if !route.healthcheck {
+                    if peer.protocol.needs_detection() {
+                        undetected
+                            .entry(peer.id.as_str())
+                            .or_insert_with(|| Target {
+                                id: peer.id.clone(),
+                                addr: peer.addr,
+                                sni: peer.sni.clone(),
+                                cell: peer.protocol.clone(),
+                            });
+                    }
+                    continue;
+                }
                 let host = probe_host(&route.host, &peer.id);
                 wanted
                     .entry((peer.addr, route.path.clone(), host, peer.sni.clone()))
                     .or_default()
-                    .push((route.id.clone(), peer.id.clone(), peer.health.clone()));
+                    .push(Subscriber {
+                        route: route.id.clone(),
+                        backend: peer.id.clone(),
+                        health: peer.health.clone(),
+                        protocol: peer.protocol.clone(),
+                    });
             }
         }
+        let undetected: Vec<Target> = undetected.into_values().collect();
+        drop(generation);
         if let Some(d) = &self.detector {
-            // backends that left the plan are forgotten
-            let ids: std::collections::HashSet<&str> = active
-                .routes
-                .iter()
-                .flat_map(|r| r.peers.iter().map(|p| p.id.as_str()))
-                .collect();
-            d.retain(&ids);
+            d.detect_all(undetected).await;
         }
-        drop(active);
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES));
         let mut probes = tokio::task::JoinSet::new();
         for ((addr, path, host, sni), subscribers) in wanted {
@@ -166,10 +179,7 @@ impl HealthChecker {
                 let _permit = limit.acquire_owned().await;
                 let outcome = match detector {
                     None => probe(addr, request, timeout).await,
-                    Some(d) => {
-                        let ids = subscribers.iter().map(|(_, backend, _)| backend.as_str());
-                        probe_detected(&d, ids, addr, &sni, request, timeout).await
-                    }
+                    Some(d) => probe_detected(&d, &subscribers, addr, &sni, request, timeout).await,
                 };
                 (subscribers, outcome)
             });
@@ -179,7 +189,13 @@ impl HealthChecker {
                 continue;
             };
             let ok = matches!(outcome, Ok(status) if status < 500);
-            for (route, backend, health) in subscribers {
+            for Subscriber {
+                route,
+                backend,
+                health,
+                ..
+            } in subscribers
+            {
                 match health.record(ok, self.settings.rise, self.settings.fall) {
                     Some(false) => log::warn!(
                         "health: backend {backend} of route {route} is down ({}); out of rotation",
@@ -196,13 +212,25 @@ impl HealthChecker {
     }
 }
 
-/// Detects the backend's protocol again (a TLS handshake first, as on first use), records it for
-/// `backend_ids`, then probes in that protocol: plain or TLS HTTP/1.1 requests get their status
+/// One route's interest in a probe: where its result goes.
+pub struct Subscriber {
+    /// The route id.
+    pub route: String,
+    /// The backend id.
+    pub backend: String,
+    /// The backend's health on this route.
+    pub health: Arc<Health>,
+    /// The backend's protocol cell.
+    pub protocol: Arc<ProtocolCell>,
+}
+
+/// Detects the backend's protocol again (a TLS handshake first), records it for every
+/// subscriber, then probes in that protocol: plain or TLS HTTP/1.1 requests get their status
 /// checked; h2-only backends (TLS with h2 by ALPN, h2c) pass when their handshake succeeds, since
 /// an HTTP/1.1 probe request cannot be sent to them.
-pub async fn probe_detected<'a>(
+pub async fn probe_detected(
     detector: &Detector,
-    backend_ids: impl Iterator<Item = &'a str>,
+    subscribers: &[Subscriber],
     addr: SocketAddr,
     sni: &str,
     request: Vec<u8>,
@@ -211,8 +239,8 @@ pub async fn probe_detected<'a>(
     let Some(protocol) = detector.detect(addr, sni).await else {
         return Err("no answer to TLS, HTTP/1.1 or h2c".to_string());
     };
-    for id in backend_ids {
-        detector.record(id, protocol);
+    for s in subscribers {
+        record(&s.backend, &s.protocol, protocol);
     }
     match protocol {
         Protocol::Http1 => probe(addr, request, timeout).await,

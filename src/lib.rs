@@ -1,6 +1,6 @@
 //! Aralez: a hardened reverse proxy on pingora whose configuration is compiled before it serves.
 //!
-//! The runtime: command line, pingora services, the plan store and its reload pipeline, the admin
+//! The runtime: command line, pingora services, the generation store and its reload pipeline, the admin
 //! API and the static file server. The config language lives in the `aralez-compiler` crate.
 #![forbid(unsafe_code)]
 
@@ -13,12 +13,12 @@ pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod files;
+pub mod generation;
 pub mod health;
 pub mod limits;
 pub mod listen_check;
 pub mod log;
 pub mod metrics;
-pub mod plan_store;
 pub mod proxy;
 pub mod secret;
 pub mod server;

@@ -467,7 +467,7 @@ mod tests {
         let plan = aralez_compiler::compile_upstreams(&src, &aralez_compiler::Context::default())
             .unwrap()
             .value;
-        plan.routes.into_iter().next().unwrap()
+        (*plan.routes()[0]).clone()
     }
 
     #[test]

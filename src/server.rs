@@ -1,4 +1,4 @@
-//! `aralez run`: wires the plan store, the pingora services, hot reload and process basics.
+//! `aralez run`: wires the generation store, the pingora services, hot reload and process basics.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use aralez_compiler::Source;
 use crate::admin::Admin;
 use crate::config::{LoadedMain, MainError, UpstreamSources};
 use crate::edge::{head::HeadLimits, ConnLimits, EdgeApp, EdgeSettings};
-use crate::plan_store::{CompileSettings, PlanStore};
+use crate::generation::{CompileSettings, GenerationStore, Inputs};
 use crate::proxy::{AccessLog, Proxy, ProxySettings};
 
 /// Options of `aralez run` from the command line.
@@ -115,14 +115,46 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         &crate::balance::sticky_secret(master_key.as_deref()),
         Some(metrics.clone()),
     ));
-    let store = match PlanStore::start(&sources, settings, metrics.clone(), registry) {
+    if let Err(e) = crate::tls::upstream::preflight() {
+        log::error!("upstream TLS: {e}");
+        return 2;
+    }
+    let detector = Arc::new(crate::tls::upstream::Detector::new(Duration::from_secs(
+        cfg.upstream_connect_timeout,
+    )));
+    let cert_dir = match crate::tls::wiring::cert_folder(&main) {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
+    let certs = match &cert_dir {
+        None => None,
+        Some(dir) => match crate::tls::certset::CertInput::read(dir, crate::tls::certs::now_unix())
+        {
+            Ok(input) => Some(input),
+            Err(e) => {
+                log::error!("proxy_certificates: cannot read {}: {e}", dir.display());
+                return 2;
+            }
+        },
+    };
+    let inputs = Inputs {
+        upstreams: sources.clone(),
+        certs,
+    };
+    let store = match GenerationStore::start(
+        inputs,
+        settings,
+        metrics.clone(),
+        registry,
+        Some(detector.clone()),
+    ) {
         Ok(s) => Arc::new(s),
         Err(diags) => {
             eprint!("{}", render(&diags, Format::Human, &sources.as_sources()));
             return 1;
         }
     };
-    log::info!("plan {} active", store.load().plan.hash);
+    log::info!("generation {} active", store.load().hash());
     if let Err(code) = crate::listen_check::preflight(cfg, opts.upgrade) {
         return code;
     }
@@ -185,13 +217,6 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             body_timeout: Duration::from_secs(cfg.client_body_timeout),
         },
     };
-    if let Err(e) = crate::tls::upstream::preflight() {
-        log::error!("upstream TLS: {e}");
-        return 2;
-    }
-    let detector = Arc::new(crate::tls::upstream::Detector::new(Duration::from_secs(
-        cfg.upstream_connect_timeout,
-    )));
     let mut http = pingora::proxy::http_proxy(
         &conf,
         Proxy::new(store.clone(), proxy_settings, metrics.clone()).with_detector(detector.clone()),
@@ -217,8 +242,13 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         ),
     );
     proxy.add_listener(crate::edge::listener(&cfg.proxy_address_http.to_string()));
-    if let Err(code) = crate::tls::wiring::proxy_tls(&mut proxy, &main, &metrics) {
-        return code;
+    if let Some(addr) = cfg.proxy_address_tls {
+        let certs: Arc<dyn crate::tls::listener::CertSource> = store.clone();
+        if let Err(code) =
+            crate::tls::wiring::proxy_tls(&mut proxy, addr, cfg.proxy_tls_grade, certs)
+        {
+            return code;
+        }
     }
     let proxy_handle = server.add_service(proxy);
 
@@ -232,8 +262,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             cfg.admin_public_readonly,
             ready.clone(),
         )
-        .with_config_api(upstreams.clone(), cfg.config_api_enabled)
-        .with_detector(detector.clone());
+        .with_config_api(upstreams.clone(), cfg.config_api_enabled);
         EdgeApp::new(admin, edge.clone(), None, Some(metrics.clone()))
     };
     let mut admin = Service::new("admin".to_string(), admin_app());
@@ -281,8 +310,21 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         .with_detector(detector),
     ));
 
-    if let Err(e) = crate::sources::file_watch::spawn(store, upstreams) {
-        log::error!("cannot watch the upstreams file: {e}");
+    let mut sources: Vec<Box<dyn crate::sources::reload::Source>> = vec![Box::new(
+        crate::sources::reload::UpstreamFiles(upstreams.clone()),
+    )];
+    if let Some(dir) = cert_dir {
+        sources.push(Box::new(crate::sources::reload::CertFolder(dir)));
+    }
+    let base = upstreams
+        .parent()
+        .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
+    sources.push(Box::new(crate::sources::reload::SecretFiles::new(
+        store.clone(),
+        base,
+    )));
+    if let Err(e) = crate::sources::reload::spawn(store, sources) {
+        log::error!("cannot start the reload thread: {e}");
         return 2;
     }
     server.run(RunArgs::default());

@@ -32,8 +32,8 @@ pub fn diff_plans(old: &Plan, new: &Plan) -> Vec<String> {
             claims(new.global_jwt.as_ref())
         ));
     }
-    let a: BTreeMap<&str, &Route> = old.routes.iter().map(|r| (r.id.as_str(), r)).collect();
-    let b: BTreeMap<&str, &Route> = new.routes.iter().map(|r| (r.id.as_str(), r)).collect();
+    let a: BTreeMap<&str, &Route> = old.routes.iter().map(|r| (r.id.as_str(), &**r)).collect();
+    let b: BTreeMap<&str, &Route> = new.routes.iter().map(|r| (r.id.as_str(), &**r)).collect();
     let mut ids: Vec<&str> = a.keys().chain(b.keys()).copied().collect();
     ids.sort_unstable();
     ids.dedup();

@@ -4,6 +4,7 @@
 //! reads exactly one plan. Globals are already folded into each [`Route`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 use serde::Serialize;
@@ -14,25 +15,25 @@ pub type HeaderList = Vec<(HeaderName, HeaderValue)>;
 /// Index of a route in [`Plan::routes`].
 pub type RouteIdx = usize;
 
-/// The compiled routing plan.
+/// The compiled routing plan. Frozen: built only by the compiler, read through accessors.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     /// Hex SHA-256 of the canonical JSON of everything below (the plan without this field).
-    pub hash: String,
+    pub(crate) hash: String,
     /// Which provider feeds this plan.
-    pub provider: Provider,
+    pub(crate) provider: Provider,
     /// Virtual hosts by name; lookup through [`Plan::route`].
-    pub hosts: HostTable,
+    pub(crate) hosts: HostTable,
     /// All routes, sorted by id; [`RouteIdx`] indexes this.
-    pub routes: Vec<Route>,
+    pub(crate) routes: Vec<Arc<Route>>,
     /// Consul settings when `provider: consul`.
-    pub consul: Option<ConsulConfig>,
+    pub(crate) consul: Option<ConsulConfig>,
     /// Kubernetes settings when `provider: kubernetes`.
-    pub kubernetes: Option<KubernetesConfig>,
+    pub(crate) kubernetes: Option<KubernetesConfig>,
     /// The claim settings of the global `authorization` when it is `type: jwt` (`None`
     /// otherwise): the `iss`/`aud` that the admin API's `POST /jwt` writes into the tokens it
     /// issues. Per-path settings never reach issued tokens.
-    pub global_jwt: Option<JwtClaims>,
+    pub(crate) global_jwt: Option<JwtClaims>,
 }
 
 /// Consul discovery settings.
@@ -130,6 +131,41 @@ impl PathTable {
 }
 
 impl Plan {
+    /// Hex SHA-256 of the plan's canonical JSON (what `aralez compile --print-hash` prints).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Which provider feeds this plan.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The virtual hosts.
+    pub fn hosts(&self) -> &HostTable {
+        &self.hosts
+    }
+
+    /// All routes, sorted by id; a [`RouteIdx`] from [`Plan::route`] indexes this.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// Consul settings when `provider: consul`.
+    pub fn consul(&self) -> Option<&ConsulConfig> {
+        self.consul.as_ref()
+    }
+
+    /// Kubernetes settings when `provider: kubernetes`.
+    pub fn kubernetes(&self) -> Option<&KubernetesConfig> {
+        self.kubernetes.as_ref()
+    }
+
+    /// The claim settings of the global `authorization` when it is `type: jwt`.
+    pub fn global_jwt(&self) -> Option<&JwtClaims> {
+        self.global_jwt.as_ref()
+    }
+
     /// Routes a request: `host` is the raw `Host`/`:authority` value, `path` the raw request path
     /// (query already removed). No allocation unless the path needs normalising.
     pub fn route(&self, host: &str, path: &str) -> Result<RouteIdx, crate::matcher::RouteMiss> {

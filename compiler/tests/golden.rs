@@ -122,7 +122,7 @@ fn run_fixture(path: &Path) -> String {
     match compile_upstreams(&sources, &ctx) {
         Ok(p) => format!(
             "OK\nhash: {}\n{}{}\n",
-            p.value.hash,
+            p.value.hash(),
             render::render(&p.warnings, render::Format::Short, &[]),
             plan_json(&p.value)
         ),

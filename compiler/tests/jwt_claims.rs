@@ -21,7 +21,7 @@ fn config(global: &str, path: &str) -> String {
 }
 
 fn claims(plan: &Plan) -> JwtClaims {
-    match &plan.routes[0].auth {
+    match &plan.routes()[0].auth {
         Some(Auth::Jwt { claims, .. }) => claims.clone(),
         other => panic!("not jwt: {other:?}"),
     }
@@ -35,7 +35,7 @@ fn defaults_and_folding() {
     ));
     assert_eq!(claims(&p), JwtClaims::default());
     assert_eq!(claims(&p).leeway_seconds, DEFAULT_JWT_LEEWAY_SECONDS);
-    assert_eq!(p.global_jwt, Some(JwtClaims::default()));
+    assert_eq!(p.global_jwt().cloned(), Some(JwtClaims::default()));
 
     // a path's own authorization replaces the global one whole (claims included)
     let p = compile(&config(
@@ -51,7 +51,7 @@ fn defaults_and_folding() {
         }
     );
     assert_eq!(
-        p.global_jwt,
+        p.global_jwt().cloned(),
         Some(JwtClaims {
             issuer: Some("g".into()),
             audience: vec!["x".into(), "y".into()],
@@ -63,7 +63,7 @@ fn defaults_and_folding() {
         "{type: apikey, creds: \"0123456789abcdef\"}",
         "{type: jwt, issuer: i}",
     ));
-    assert_eq!(p.global_jwt, None);
+    assert_eq!(p.global_jwt().cloned(), None);
     assert_eq!(claims(&p).issuer.as_deref(), Some("i"));
 }
 
@@ -79,11 +79,11 @@ fn every_setting_is_in_the_hash_and_the_json() {
         config("{type: jwt, issuer: g}", "{type: jwt, issuer: a}"),
         config("{type: jwt, audience: g}", "{type: jwt, issuer: a}"),
     ];
-    let mut hashes = vec![base.hash.clone()];
+    let mut hashes = vec![base.hash().to_string()];
     for v in &variants {
         let p = compile(v);
         assert!(!diff_plans(&base, &p).is_empty());
-        hashes.push(p.hash);
+        hashes.push(p.hash().to_string());
     }
     let n = hashes.len();
     hashes.sort();
@@ -91,13 +91,21 @@ fn every_setting_is_in_the_hash_and_the_json() {
     assert_eq!(hashes.len(), n, "two settings hash alike");
     // a string audience and a one-element list are the same setting
     assert_eq!(
-        compile(&config("{type: jwt}", "{type: jwt, audience: x}")).hash,
-        compile(&config("{type: jwt}", "{type: jwt, audience: [x]}")).hash
+        compile(&config("{type: jwt}", "{type: jwt, audience: x}"))
+            .hash()
+            .to_string(),
+        compile(&config("{type: jwt}", "{type: jwt, audience: [x]}"))
+            .hash()
+            .to_string()
     );
     // the default leeway written out is the default
     assert_eq!(
-        compile(&config("{type: jwt}", "{type: jwt, leeway_seconds: 30}")).hash,
-        compile(&config("{type: jwt}", "{type: jwt}")).hash
+        compile(&config("{type: jwt}", "{type: jwt, leeway_seconds: 30}"))
+            .hash()
+            .to_string(),
+        compile(&config("{type: jwt}", "{type: jwt}"))
+            .hash()
+            .to_string()
     );
 
     let p = compile(&config(

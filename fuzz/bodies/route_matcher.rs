@@ -36,7 +36,7 @@ pub fn run(data: &[u8]) -> Option<String> {
     let host = String::from_utf8_lossy(host);
     let path = String::from_utf8_lossy(path);
     let idx = plan.route(&host, &path).ok()?;
-    let route = plan.routes.get(idx);
+    let route = plan.routes().get(idx);
     assert!(
         route.is_some(),
         "Plan::route returned an index outside the plan"

@@ -11,7 +11,9 @@ pub mod basic;
 pub mod jwt;
 mod resolve;
 
-pub use resolve::{claim_rules, resolve, secret_diagnostics, AuthSettings, AuthTable, SecretError};
+pub use resolve::{
+    claim_rules, resolve, secret_diagnostics, AuthSettings, AuthTable, SecretError, SecretFiles,
+};
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;

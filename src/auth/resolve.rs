@@ -36,26 +36,31 @@ impl std::fmt::Debug for AuthSettings {
     }
 }
 
-/// Per route (same index as `plan.routes`), its resolved authentication.
+/// The authentication of every route of a plan with its secrets loaded.
 #[derive(Debug, Clone, Default)]
 pub struct AuthTable {
-    routes: Vec<Option<RouteAuth>>,
-    /// Every secret file read, with the bytes it held (to notice rotation on reload).
-    files: Vec<(PathBuf, Vec<u8>)>,
+    /// Per route (same index as `plan.routes()`), its auth (`None`: open).
+    pub routes: Vec<Option<RouteAuth>>,
+    /// The secret files that were read.
+    pub files: SecretFiles,
 }
 
-impl AuthTable {
-    /// The auth of route `idx` (`None`: open).
-    pub fn get(&self, idx: usize) -> Option<&RouteAuth> {
-        self.routes.get(idx)?.as_ref()
-    }
+/// Every secret file read for a generation, with the bytes it held (to notice rotation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretFiles(Vec<(PathBuf, Vec<u8>)>);
 
+impl SecretFiles {
     /// True when every secret file still holds what was loaded (a reload with unchanged config
     /// text but a rotated secret file must not be skipped).
-    pub fn files_unchanged(&self) -> bool {
-        self.files
+    pub fn unchanged(&self) -> bool {
+        self.0
             .iter()
             .all(|(path, bytes)| read_secret_file(path).is_ok_and(|b| &b == bytes))
+    }
+
+    /// The files' paths.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.0.iter().map(|(p, _)| p.as_path())
     }
 }
 
@@ -99,8 +104,8 @@ pub fn resolve(
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut files: HashMap<PathBuf, Result<Vec<u8>, String>> = HashMap::new();
-    let mut routes = Vec::with_capacity(plan.routes.len());
-    for route in &plan.routes {
+    let mut routes = Vec::with_capacity(plan.routes().len());
+    for route in plan.routes() {
         let Some(auth) = &route.auth else {
             routes.push(None);
             continue;
@@ -180,7 +185,13 @@ pub fn resolve(
         .filter_map(|(p, r)| r.ok().map(|b| (p, b)))
         .collect();
     files.sort();
-    Ok((AuthTable { routes, files }, warnings))
+    Ok((
+        AuthTable {
+            routes,
+            files: SecretFiles(files),
+        },
+        warnings,
+    ))
 }
 
 /// The verifier's rules for a plan's jwt claim settings.

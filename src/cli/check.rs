@@ -6,7 +6,7 @@ use aralez_compiler::render::{render, Format};
 use aralez_compiler::{codes, Diagnostic, Located, Severity, Source};
 
 use crate::config::{LoadedMain, MainError, UpstreamSources};
-use crate::plan_store::CompileSettings;
+use crate::generation::CompileSettings;
 
 /// Output formats of `aralez check`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +129,7 @@ pub fn run(args: &CheckArgs) -> i32 {
                             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
                     },
                 };
-                crate::plan_store::compile(&sources, &settings).map(|(c, _, secret_warnings)| {
+                crate::generation::compile(&sources, &settings).map(|(c, _, secret_warnings)| {
                     let secrets = secret_warnings
                         .into_iter()
                         .map(|w| Diagnostic::new(codes::SHORT_SECRET, name, (0, 0), "", w));

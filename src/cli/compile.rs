@@ -31,7 +31,7 @@ pub fn run(args: &CompileArgs) -> i32 {
         println!("{json}");
     }
     if args.print_hash {
-        println!("{}", plan.hash);
+        println!("{}", plan.hash());
     }
     0
 }

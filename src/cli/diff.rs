@@ -40,14 +40,15 @@ pub fn run(args: &DiffArgs) -> i32 {
     };
     let lines = aralez_compiler::diff_plans(&old, &new);
     if lines.is_empty() {
-        println!("no changes (plan {})", new.hash);
+        println!("no changes (plan {})", new.hash());
     } else {
         for l in lines {
             println!("{l}");
         }
         println!(
             "applies without restart (hot reload): plan {} -> {}",
-            old.hash, new.hash
+            old.hash(),
+            new.hash()
         );
     }
     0

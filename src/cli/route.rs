@@ -28,7 +28,7 @@ pub fn run(args: &RouteArgs) -> i32 {
     };
     let path = args.path.split('?').next().unwrap_or("/");
     match plan.route(&args.host, path) {
-        Ok(idx) => match plan.routes.get(idx) {
+        Ok(idx) => match plan.routes().get(idx) {
             Some(route) => {
                 let json = serde_json::to_string_pretty(route).unwrap_or_default();
                 println!("{} {} -> route {}", args.method, args.path, route.id);

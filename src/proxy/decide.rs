@@ -9,8 +9,8 @@ use pingora::http::RequestHeader;
 use aralez_compiler::matcher::RouteMiss;
 
 use super::ProxySettings;
+use crate::generation::{Generation, RouteIdx};
 use crate::limits::{LimitKind, Limits};
-use crate::plan_store::Active;
 
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when asked `keep-alive`.
 pub(super) fn wants_keepalive(req: &RequestHeader) -> bool {
@@ -39,20 +39,20 @@ pub fn request_host(req: &RequestHeader) -> Option<&str> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Forward along this route.
-    Proxy(usize),
+    Proxy(RouteIdx),
     /// Answer directly with this status (and `Location` for redirects).
     Respond(u16, Option<String>),
     /// 401: the route's authentication refused the request.
     Unauthorized(Denied),
     /// 429 from this limit on this route.
-    Limited(usize, LimitKind),
+    Limited(RouteIdx, LimitKind),
 }
 
 /// An authentication refusal.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Denied {
     /// The route that asked for credentials.
-    pub route: usize,
+    pub route: RouteIdx,
     /// `basic`, `apikey` or `jwt`.
     pub scheme: &'static str,
     /// The `WWW-Authenticate` value.
@@ -64,7 +64,7 @@ pub struct Denied {
 /// Routing and pre-upstream policy for one request head. Pure except for the limiters: `limits`
 /// (with the client they count) is consulted, and counts the request, once the route is known.
 pub fn decide(
-    active: &Active,
+    generation: &Generation,
     req: &RequestHeader,
     settings: &ProxySettings,
     tls: bool,
@@ -94,14 +94,13 @@ pub fn decide(
     if crate::edge::path::check(req.uri.path().as_bytes(), settings.escaped_slashes).is_err() {
         return Decision::Respond(400, None);
     }
-    let idx = match active.plan.route(host, req.uri.path()) {
+    let idx = match generation.lookup(host, req.uri.path()) {
         Ok(idx) => idx,
         Err(RouteMiss::UnknownHost | RouteMiss::NoRoute) => return Decision::Respond(404, None),
         Err(RouteMiss::BadPath) => return Decision::Respond(400, None),
     };
-    let Some(route) = active.plan.routes.get(idx) else {
-        return Decision::Respond(404, None);
-    };
+    let runtime = generation.route(idx);
+    let route = &runtime.policy;
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     if route.to_https && !tls {
         let mut buf = [0u8; 253];
@@ -124,8 +123,8 @@ pub fn decide(
         }
     }
     // 5. auth
-    if let Some(auth) = active.auth.get(idx) {
-        let now = i64::try_from(crate::plan_store::unix_now()).unwrap_or(i64::MAX);
+    if let Some(auth) = &runtime.auth {
+        let now = i64::try_from(crate::generation::unix_now()).unwrap_or(i64::MAX);
         if let Err(why) = crate::auth::check(auth, &req.headers, req.raw_path(), now) {
             return Decision::Unauthorized(Denied {
                 route: idx,
@@ -158,19 +157,21 @@ mod tests {
     use crate::proxy::AccessLog;
     use std::time::Duration;
 
-    fn active(yaml: &str) -> Active {
-        let src = [aralez_compiler::Source {
-            name: "t.yaml",
-            text: yaml,
-        }];
-        let ctx = aralez_compiler::Context {
-            tls_listener: true,
-            unsupported: &[],
+    fn generation(yaml: &str) -> Generation {
+        let inputs = crate::generation::Inputs {
+            upstreams: crate::config::UpstreamSources {
+                files: vec![("t.yaml".into(), yaml.into())],
+            },
+            certs: None,
         };
-        let plan = aralez_compiler::compile_upstreams(&src, &ctx)
+        let settings = crate::generation::CompileSettings {
+            tls_listener: true,
+            ..Default::default()
+        };
+        let registry = crate::balance::Registry::new(b"k", None);
+        crate::generation::build(&inputs, &settings, &registry, None, "test")
             .unwrap()
-            .value;
-        Active::build(plan, &crate::balance::Registry::new(b"k", None)).0
+            .generation
     }
 
     fn settings() -> ProxySettings {
@@ -201,7 +202,7 @@ mod tests {
 
     #[test]
     fn limits_run_after_to_https_and_before_redirects() {
-        let a = active(
+        let a = generation(
             "provider: file\nrate_limit: 1\nx.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:1\"]\n    \"/secure\":\n      to_https: true\n      servers: [\"127.0.0.1:1\"]\n    \"/old\":\n      redirect_to: \"https://new.example.com\"\n",
         );
         let limits = Limits::new();

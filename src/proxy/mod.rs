@@ -1,7 +1,7 @@
-//! The data plane: pingora's `ProxyHttp` over the running plan.
+//! The data plane: pingora's `ProxyHttp` over the serving generation.
 //!
-//! Each request loads the plan once (one atomic load) and keeps that `Arc` until it ends, so a
-//! reload never changes the rules in the middle of a request.
+//! Each request loads the generation once (one atomic load) and keeps that `Arc` until it ends, so
+//! a reload never changes the rules in the middle of a request.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,9 +16,9 @@ use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType, Result};
 
 use crate::balance::{self, Pick};
+use crate::generation::{Generation, GenerationStore, RouteIdx, RouteRuntime};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::plan_store::{Active, PlanStore};
 use crate::tls::upstream::{Detector, Protocol};
 use aralez_compiler::Cidr;
 
@@ -71,7 +71,7 @@ pub enum AccessLog {
 
 /// The proxy service logic.
 pub struct Proxy {
-    store: Arc<PlanStore>,
+    store: Arc<GenerationStore>,
     settings: ProxySettings,
     metrics: Arc<Metrics>,
     limits: Limits,
@@ -82,7 +82,11 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy serving whatever `store` holds.
-    pub fn new(store: Arc<PlanStore>, settings: ProxySettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<GenerationStore>,
+        settings: ProxySettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let via_value = http::HeaderValue::from_str(&settings.via_token)
             .unwrap_or_else(|_| http::HeaderValue::from_static("1.1 aralez"));
         Self {
@@ -95,8 +99,8 @@ impl Proxy {
         }
     }
 
-    /// Detects each backend's protocol (TLS, h2) on first use; without it every backend is plain
-    /// HTTP/1.1.
+    /// Connects to each backend in its detected protocol (TLS, h2); without it every backend is
+    /// plain HTTP/1.1.
     pub fn with_detector(mut self, detector: Arc<Detector>) -> Self {
         self.detector = Some(detector);
         self
@@ -106,8 +110,8 @@ impl Proxy {
 /// Per-request state.
 pub struct RequestCtx {
     started: Instant,
-    active: Option<Arc<Active>>,
-    route: Option<usize>,
+    /// The route the request took, once routed.
+    routed: Option<Routed>,
     /// The attempts so far and the retry rules.
     retry: RetryState,
     /// The sticky cookie to append to the response.
@@ -131,8 +135,7 @@ impl ProxyHttp for Proxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
-            active: None,
-            route: None,
+            routed: None,
             retry: RetryState::default(),
             set_cookie: None,
             peer_id: None,
@@ -145,7 +148,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let active = self.store.load();
+        let generation = self.store.load();
         let keepalive = wants_keepalive(session.req_header());
         session.set_keepalive(keepalive.then_some(self.settings.downstream_idle_timeout));
         self.metrics.in_flight.inc();
@@ -163,7 +166,7 @@ impl ProxyHttp for Proxy {
         });
         let limits = ctx.real_ip.map(|ip| (&self.limits, ip));
         let decision = decide(
-            &active,
+            &generation,
             session.req_header(),
             &self.settings,
             is_tls(session),
@@ -171,8 +174,7 @@ impl ProxyHttp for Proxy {
         );
         match decision {
             Decision::Proxy(idx) => {
-                ctx.route = Some(idx);
-                ctx.active = Some(active);
+                ctx.routed = Some(Routed { generation, idx });
                 // keep (up to pingora's limit) the body for a retry after a stale connection
                 session.as_mut().enable_retry_buffering();
                 match crate::edge::h2_body::buffer_h2_body(session, &self.settings.body).await {
@@ -186,33 +188,31 @@ impl ProxyHttp for Proxy {
                 Ok(false)
             }
             Decision::Respond(status, location) => {
-                ctx.active = Some(active);
                 respond(session, status, location.as_deref()).await?;
                 Ok(true)
             }
             Decision::Unauthorized(denied) => {
-                if let Some(route) = active.plan.routes.get(denied.route) {
-                    self.metrics
-                        .auth_rejected
-                        .with_label_values(&[route.id.as_str(), denied.scheme])
-                        .inc();
-                    log::debug!("route {}: auth refused: {:?}", route.id, denied.why);
-                }
-                ctx.route = Some(denied.route);
-                ctx.active = Some(active);
+                let route = &generation.route(denied.route).policy;
+                self.metrics
+                    .auth_rejected
+                    .with_label_values(&[route.id.as_str(), denied.scheme])
+                    .inc();
+                log::debug!("route {}: auth refused: {:?}", route.id, denied.why);
+                ctx.routed = Some(Routed {
+                    generation,
+                    idx: denied.route,
+                });
                 let challenge = [(header::WWW_AUTHENTICATE, denied.challenge)];
                 respond_with(session, 401, &challenge).await?;
                 Ok(true)
             }
             Decision::Limited(idx, kind) => {
-                if let Some(route) = active.plan.routes.get(idx) {
-                    self.metrics
-                        .ratelimit_rejected
-                        .with_label_values(&[route.id.as_str(), kind.as_str()])
-                        .inc();
-                }
-                ctx.route = Some(idx);
-                ctx.active = Some(active);
+                let route = &generation.route(idx).policy;
+                self.metrics
+                    .ratelimit_rejected
+                    .with_label_values(&[route.id.as_str(), kind.as_str()])
+                    .inc();
+                ctx.routed = Some(Routed { generation, idx });
                 ctx.limited = true;
                 respond(session, 429, None).await?;
                 Ok(true)
@@ -225,13 +225,11 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (Some(active), Some(idx)) = (ctx.active.as_ref(), ctx.route) else {
+        let Some(routed) = ctx.routed.as_ref() else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
         };
-        let (Some(route), Some(policy)) = (active.routes.get(idx), active.plan.routes.get(idx))
-        else {
-            return Err(Error::explain(ErrorType::HTTPStatus(503), "no route"));
-        };
+        let runtime = routed.route();
+        let (route, policy) = (&runtime.peers, &runtime.policy);
         let next = ctx.retry.next();
         let pick = match next {
             Next::Same(previous) => previous.map(Pick::RoundRobin),
@@ -268,17 +266,15 @@ impl ProxyHttp for Proxy {
         }
         ctx.retry.attempt(pick.index());
         ctx.peer_id = Some(peer.id.clone());
+        // never waits on a probe: the protocol detected when the generation was built or in a
+        // health round, else plain HTTP/1.1
         let protocol = match &self.detector {
-            Some(d) => d.protocol(&peer.id, peer.addr, &peer.sni).await,
+            Some(_) => peer.protocol.get().unwrap_or(Protocol::Http1),
             None => Protocol::Http1,
         };
         let mut http_peer = HttpPeer::new(peer.addr, protocol.is_tls(), peer.sni.clone());
         if let Some(d) = &self.detector {
-            let verify = active
-                .plan
-                .routes
-                .get(idx)
-                .is_some_and(|r| r.verify_upstream_tls);
+            let verify = policy.verify_upstream_tls;
             let upgrade = session.req_header().headers.contains_key(header::UPGRADE);
             d.configure_peer(&mut http_peer, protocol, verify, upgrade);
         }
@@ -298,9 +294,13 @@ impl ProxyHttp for Proxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         log::warn!("connect to {peer} failed: {e}");
-        if let (Some(d), Some(id)) = (&self.detector, ctx.peer_id.as_deref()) {
-            // the backend may have changed protocol: detect again on next use
-            d.forget(id);
+        if let Some(peer) = ctx
+            .routed
+            .as_ref()
+            .and_then(|r| r.peer(ctx.retry.peer_idx()))
+        {
+            // the backend may have changed protocol: the next health round detects it again
+            peer.protocol.mark_stale();
         }
         if let Some(route) = route_of(ctx) {
             let backend = ctx.peer_id.as_deref().unwrap_or("-");
@@ -380,14 +380,10 @@ impl ProxyHttp for Proxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(auth), Some(route)) = (
-            ctx.active
-                .as_ref()
-                .zip(ctx.route)
-                .and_then(|(a, i)| a.auth.get(i)),
-            route_of(ctx),
-        ) {
-            crate::auth::strip_credentials(auth, route.forward_auth_header, req);
+        if let Some(runtime) = ctx.routed.as_ref().map(Routed::route) {
+            if let Some(auth) = &runtime.auth {
+                crate::auth::strip_credentials(auth, runtime.policy.forward_auth_header, req);
+            }
         }
         let client = ctx.client_ip;
         let hop = forward::Hop {
@@ -489,20 +485,32 @@ impl ProxyHttp for Proxy {
 
 impl Proxy {
     fn has_other_backend(&self, ctx: &RequestCtx) -> bool {
-        let (Some(active), Some(idx)) = (ctx.active.as_ref(), ctx.route) else {
-            return false;
-        };
-        match (active.routes.get(idx), active.plan.routes.get(idx)) {
-            (Some(peers), Some(route)) => {
-                balance::has_other(peers, route.healthcheck, ctx.retry.peer_idx())
-            }
-            _ => false,
-        }
+        ctx.routed.as_ref().map(Routed::route).is_some_and(|r| {
+            balance::has_other(&r.peers, r.policy.healthcheck, ctx.retry.peer_idx())
+        })
+    }
+}
+
+/// The route a request took, in the generation it was routed in (kept until the request ends).
+pub struct Routed {
+    generation: Arc<Generation>,
+    idx: RouteIdx,
+}
+
+impl Routed {
+    /// The route's runtime: policy, peers, auth.
+    fn route(&self) -> &RouteRuntime {
+        self.generation.route(self.idx)
+    }
+
+    /// Peer `idx` of the route.
+    fn peer(&self, idx: Option<usize>) -> Option<&crate::generation::Peer> {
+        self.route().peers.peers.get(idx?)
     }
 }
 
 fn route_of(ctx: &RequestCtx) -> Option<&aralez_compiler::Route> {
-    ctx.active.as_ref()?.plan.routes.get(ctx.route?)
+    ctx.routed.as_ref().map(|r| &*r.route().policy)
 }
 
 fn is_tls(session: &Session) -> bool {

@@ -1,6 +1,6 @@
-//! Sources of configuration change. Each one ends in [`crate::plan_store::PlanStore`]: the file
-//! watch in `apply_disk`, the push API in `apply_push`.
+//! Sources of configuration change. Each one ends in [`crate::generation::GenerationStore`]: the
+//! reload thread (file watches and SIGHUP) in `apply_disk`, the push API in `apply_push`.
 
-pub mod file_watch;
 pub mod push;
+pub mod reload;
 pub mod watch;

@@ -1,10 +1,10 @@
 //! `POST /conf`: a config pushed through the admin API.
 //!
 //! The body replaces upstreams.yaml (the `conf.d/` files on disk still merge in, exactly as they
-//! would after a restart), is compiled synchronously through [`PlanStore::apply_push`], and with
+//! would after a restart), is compiled synchronously through [`GenerationStore::apply_push`], and with
 //! `?save` is written to upstreams.yaml atomically once the plan applied. A push that is not saved
 //! serves until SIGHUP, a later push, or a real change of the files on disk (see
-//! [`PlanStore::apply_disk`]).
+//! [`GenerationStore::apply_disk`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::json;
 
 use crate::config::UpstreamSources;
-use crate::plan_store::{Outcome, PlanStore};
+use crate::generation::{GenerationStore, Outcome};
 
 /// The answer to a push: status code and JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +26,7 @@ pub struct PushReply {
 
 /// Compiles and applies `text` as the new upstreams.yaml; with `save`, writes it to `upstreams`.
 /// Blocking (compiles, may resolve DNS, writes files): call from a blocking thread.
-pub fn push(store: &PlanStore, upstreams: &Path, text: String, save: bool) -> PushReply {
+pub fn push(store: &GenerationStore, upstreams: &Path, text: String, save: bool) -> PushReply {
     let name = upstreams.display().to_string();
     let disk = UpstreamSources::read(upstreams).ok();
     let mut files = vec![(name, text)];
@@ -38,7 +38,7 @@ pub fn push(store: &PlanStore, upstreams: &Path, text: String, save: bool) -> Pu
     let write = || write_atomic(upstreams, text.as_bytes());
     let saver: Option<&dyn Fn() -> std::io::Result<()>> = if save { Some(&write) } else { None };
     let (outcome, saved) = store.apply_push(&pushed, disk, saver);
-    let hash = store.load().plan.hash.clone();
+    let hash = store.load().hash().to_string();
     let (applied, warnings) = match outcome {
         Outcome::Rejected(diagnostics) => {
             return PushReply {
@@ -75,7 +75,7 @@ pub fn push(store: &PlanStore, upstreams: &Path, text: String, save: bool) -> Pu
 }
 
 /// Compiler warnings and runtime warnings of the last attempt.
-fn store_warnings(store: &PlanStore) -> Vec<serde_json::Value> {
+fn store_warnings(store: &GenerationStore) -> Vec<serde_json::Value> {
     let Some(attempt) = store.last_attempt() else {
         return Vec::new();
     };

@@ -113,6 +113,11 @@ impl DirWatch {
         Ok(this)
     }
 
+    /// Replaces the folders that may come and go (the next [`Self::rearm`] watches them).
+    pub fn set_folders(&mut self, folders: Vec<PathBuf>) {
+        self.rearm = folders;
+    }
+
     /// (Re-)adds the watch of every `rearm` folder that exists now; call it before reading them,
     /// so that nothing written after the read goes unnoticed.
     pub fn rearm(&mut self) -> Result<(), WatchError> {

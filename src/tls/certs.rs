@@ -274,7 +274,7 @@ pub fn utc_date(unix: i64) -> String {
 
 /// Seconds since the Unix epoch, as the signed type X.509 times use.
 pub fn now_unix() -> i64 {
-    i64::try_from(crate::plan_store::unix_now()).unwrap_or(i64::MAX)
+    i64::try_from(crate::generation::unix_now()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -4,68 +4,49 @@
 //! rustls: `TlsSettings::set_cert_resolver` with our `ResolvesServerCert`; the cipher policy comes
 //! from the process-default provider (see [`super::grade`]). OpenSSL: a certificate callback that
 //! sets the chosen chain and key on the handshake, and the grade's cipher list on the acceptor.
-//! Either way the certificates live in an [`SniStore`] that a reload replaces whole.
+//! Either way the certificates come from a [`CertSource`]: for the proxy listener, the serving
+//! generation, so a certificate change is swapped in with everything else.
 
 use std::sync::Arc;
 
 use aralez_compiler::TlsGrade;
 use pingora::listeners::tls::TlsSettings;
 
-use super::certs::{CertPair, PairError};
-use super::sni::{SniIndex, SniStore};
+use super::certs::CertPair;
+use super::certset::CertSet;
 
 #[cfg(all(feature = "rustls", feature = "openssl"))]
 compile_error!("choose one TLS library: `--no-default-features --features openssl` for OpenSSL");
 #[cfg(not(any(feature = "rustls", feature = "openssl")))]
 compile_error!("a TLS library is required: the `rustls` (default) or the `openssl` feature");
 
-/// The certificates one listener serves, selected by SNI.
-#[derive(Debug, Default)]
+/// Where a listener's certificates come from: the serving generation (the proxy listener), or a
+/// set loaded once (the admin listener).
+pub trait CertSource: Send + Sync + std::fmt::Debug {
+    /// The set in force (`None`: none usable yet; handshakes fail).
+    fn current(&self) -> Option<Arc<CertSet>>;
+}
+
+/// A set that never changes.
+#[derive(Debug)]
+pub struct FixedCerts(pub Arc<CertSet>);
+
+impl CertSource for FixedCerts {
+    fn current(&self) -> Option<Arc<CertSet>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The certificates one listener serves, selected by SNI from its [`CertSource`].
+#[derive(Debug)]
 pub struct CertResolver {
-    store: SniStore<Served>,
+    source: Arc<dyn CertSource>,
 }
 
 impl CertResolver {
-    /// A resolver with no certificate yet (handshakes fail until [`Self::install`]).
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// Replaces the served set with `pairs` (one atomic swap). Pairs that the TLS library refuses
-    /// are returned as errors and left out; with no usable pair the previous set stays and
-    /// `Ok(0)` is returned.
-    pub fn install(&self, pairs: &[CertPair]) -> (usize, Vec<PairError>) {
-        let mut errors = Vec::new();
-        let mut entries = Vec::with_capacity(pairs.len());
-        for p in pairs {
-            match served(p) {
-                Ok(s) => entries.push((p.name.clone(), p.names.clone(), s)),
-                Err(reason) => errors.push(PairError {
-                    name: p.name.clone(),
-                    file: format!("{}.crt", p.name).into(),
-                    reason,
-                }),
-            }
-        }
-        match SniIndex::build(entries) {
-            Some(index) => {
-                let n = index.len();
-                self.store.store(index);
-                (n, errors)
-            }
-            None => (0, errors),
-        }
-    }
-
-    /// True once a usable set is installed.
-    pub fn has_certs(&self) -> bool {
-        self.store.load().is_some()
-    }
-
-    /// The pair name that would serve `sni` (for logs and tests).
-    pub fn pick_name(&self, sni: Option<&str>) -> Option<String> {
-        let index = self.store.load()?;
-        index.pick(sni).map(|(n, _)| n.to_string())
+    /// A resolver reading `source` on every handshake.
+    pub fn new(source: Arc<dyn CertSource>) -> Arc<Self> {
+        Arc::new(Self { source })
     }
 }
 
@@ -75,16 +56,17 @@ mod backend {
     use rustls::server::{ClientHello, ResolvesServerCert};
     use rustls::sign::CertifiedKey;
 
-    pub(super) type Served = Arc<CertifiedKey>;
+    /// A chain and key in rustls' form.
+    pub type Served = Arc<CertifiedKey>;
 
-    pub(super) fn served(p: &CertPair) -> Result<Served, String> {
+    pub(in crate::tls) fn served(p: &CertPair) -> Result<Served, String> {
         Ok(p.certified.clone())
     }
 
     impl ResolvesServerCert for CertResolver {
         fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-            let index = self.store.load()?;
-            index.pick(hello.server_name()).map(|(_, k)| k.clone())
+            let set = self.source.current()?;
+            set.pick(hello.server_name()).map(|(_, k)| k.clone())
         }
     }
 
@@ -116,12 +98,12 @@ mod backend {
 
     /// A chain and key in OpenSSL's form.
     #[derive(Debug)]
-    pub(super) struct Served {
+    pub struct Served {
         chain: Vec<X509>,
         key: PKey<Private>,
     }
 
-    pub(super) fn served(p: &CertPair) -> Result<Served, String> {
+    pub(in crate::tls) fn served(p: &CertPair) -> Result<Served, String> {
         let chain = p
             .chain
             .iter()
@@ -138,11 +120,11 @@ mod backend {
     #[async_trait]
     impl TlsAccept for Callbacks {
         async fn certificate_callback(&self, ssl: &mut TlsRef) {
-            let Some(index) = self.0.store.load() else {
+            let Some(set) = self.0.source.current() else {
                 return;
             };
             let sni = ssl.servername(NameType::HOST_NAME).map(str::to_string);
-            let Some((_, served)) = index.pick(sni.as_deref()) else {
+            let Some((_, served)) = set.pick(sni.as_deref()) else {
                 return;
             };
             let mut certs = served.chain.iter();
@@ -181,5 +163,5 @@ mod backend {
     }
 }
 
-pub use backend::tls_settings;
-use backend::{served, Served};
+pub(super) use backend::served;
+pub use backend::{tls_settings, Served};

@@ -1,8 +1,8 @@
-//! TLS: the certificate folder and its SNI resolver, cipher grades, TLS listeners (proxy and
+//! TLS: the certificate folder, the certificate set of a generation and its SNI resolver, cipher grades, TLS listeners (proxy and
 //! admin), and upstream TLS / protocol detection.
 
 pub mod certs;
-pub mod folder;
+pub mod certset;
 pub mod grade;
 pub mod listener;
 pub mod sni;

@@ -4,11 +4,9 @@
 //! wildcard (`*.example.com` serves `a.example.com`, never `a.b.example.com` nor `example.com`),
 //! then the default pair: `default` if the folder has one, else the lexicographically first.
 //! No SNI gets the default. When two pairs claim the same name, the first by pair name wins.
+//! A table is built whole and never changed (it lives in a generation's [`super::certset::CertSet`]).
 
 use std::collections::HashMap;
-
-use arc_swap::ArcSwapOption;
-use std::sync::Arc;
 
 /// An immutable SNI table over values `K` (one per pair), built whole and swapped whole.
 #[derive(Debug)]
@@ -80,6 +78,13 @@ impl<K> SniIndex<K> {
         self.entries.is_empty()
     }
 
+    /// The name of the pair that answers without SNI or for an unknown name.
+    pub fn default_name(&self) -> &str {
+        self.entries
+            .get(self.default)
+            .map_or("", |(n, _)| n.as_str())
+    }
+
     /// Pair names in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(n, _)| n.as_str())
@@ -88,32 +93,6 @@ impl<K> SniIndex<K> {
 
 fn normalise(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// The live SNI table: read lock-free on every handshake, replaced whole on reload.
-#[derive(Debug)]
-pub struct SniStore<K> {
-    current: ArcSwapOption<SniIndex<K>>,
-}
-
-impl<K> Default for SniStore<K> {
-    fn default() -> Self {
-        Self {
-            current: ArcSwapOption::empty(),
-        }
-    }
-}
-
-impl<K> SniStore<K> {
-    /// The table in force (`None` until a folder with a usable pair was loaded).
-    pub fn load(&self) -> Option<Arc<SniIndex<K>>> {
-        self.current.load_full()
-    }
-
-    /// Replaces the table (one atomic store).
-    pub fn store(&self, index: SniIndex<K>) {
-        self.current.store(Some(Arc::new(index)));
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Upstream protocol detection and upstream TLS settings.
 //!
-//! Each backend's protocol (plain HTTP/1.1, h2c, TLS with HTTP/1.1, TLS with h2) is detected when
-//! it is first used and remembered as runtime state keyed by backend id (`host:port`), so it
-//! survives plan swaps for unchanged backends. A connection failure forgets it, and the next use
-//! detects again; health checks can refresh it through [`Detector::detect`] + [`Detector::record`].
+//! Each backend's protocol (plain HTTP/1.1, h2c, TLS with HTTP/1.1, TLS with h2) is detected off
+//! the request path: when a generation is built (its new backends, before it serves) and in every
+//! health round (backends never detected or marked stale, and every health-checked backend). The
+//! result lives on the peer in a [`ProtocolCell`] shared across generations while the backend and
+//! its address are unchanged. A request never waits on a probe: it uses the last detected
+//! protocol, or plain HTTP/1.1 before any detection; a connection failure marks the cell stale,
+//! and the next health round (run at once after a swap, else every `hc_interval`) detects again.
 //!
 //! Detection runs two probes at once: a TLS handshake offering ALPN h2 + http/1.1 (certificate not
 //! verified), and a plain `HEAD / HTTP/1.1`. A completed handshake means TLS (h2 when the server
@@ -18,9 +21,8 @@
 //! IP-literal backend, an IP SAN). Verification uses the system CA store, or Mozilla's roots when
 //! the system store is empty (distroless), and the unverified mode never depends on a CA file.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::connectors::TransportConnector;
@@ -62,13 +64,77 @@ impl Protocol {
     }
 }
 
-/// Detected protocols by backend id, and what upstream connections need to use them.
+/// A backend's protocol as last detected, shared by every route and generation that uses the
+/// backend at the same address (see [`crate::balance::Registry::protocol`]). Read on every
+/// request without a lock; written by detection (generation build, health rounds).
+#[derive(Debug, Default)]
+pub struct ProtocolCell {
+    /// Low three bits: 0 unknown, else `Protocol as u8 + 1`; [`STALE`]: detect again.
+    state: std::sync::atomic::AtomicU8,
+}
+
+/// Set after a connection failure: the protocol is still used, and detected again.
+const STALE: u8 = 0b1000;
+
+impl ProtocolCell {
+    /// The protocol as last detected (`None`: never detected).
+    pub fn get(&self) -> Option<Protocol> {
+        match self.state.load(std::sync::atomic::Ordering::Relaxed) & !STALE {
+            1 => Some(Protocol::Http1),
+            2 => Some(Protocol::H2c),
+            3 => Some(Protocol::TlsHttp1),
+            4 => Some(Protocol::TlsH2),
+            _ => None,
+        }
+    }
+
+    /// Records a detection; true when it differs from what was known.
+    pub fn set(&self, protocol: Protocol) -> bool {
+        let code = match protocol {
+            Protocol::Http1 => 1,
+            Protocol::H2c => 2,
+            Protocol::TlsHttp1 => 3,
+            Protocol::TlsH2 => 4,
+        };
+        let before = self.state.swap(code, std::sync::atomic::Ordering::Relaxed);
+        before & !STALE != code
+    }
+
+    /// After a connection failure: keep using the protocol, but detect it again.
+    pub fn mark_stale(&self) {
+        self.state
+            .fetch_or(STALE, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Never detected, or marked stale.
+    pub fn needs_detection(&self) -> bool {
+        let s = self.state.load(std::sync::atomic::Ordering::Relaxed);
+        s == 0 || s & STALE != 0
+    }
+}
+
+/// Protocol detection (the probes) and what upstream connections need to use a protocol.
 pub struct Detector {
-    known: RwLock<HashMap<String, Protocol>>,
     connector: TransportConnector,
     ca: UpstreamCa,
     timeout: Duration,
 }
+
+/// One backend to detect: its address, SNI, and the cell that receives the result.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The backend id (for logs).
+    pub id: String,
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// SNI for the TLS probe (empty: none).
+    pub sni: String,
+    /// Where the result goes.
+    pub cell: Arc<ProtocolCell>,
+}
+
+/// Most detections in flight at once.
+const MAX_CONCURRENT_DETECTIONS: usize = 64;
 
 /// Per-peer CA lists handed to pingora.
 #[derive(Default)]
@@ -84,57 +150,55 @@ impl Detector {
     /// is installed (it builds a TLS connector).
     pub fn new(timeout: Duration) -> Self {
         Self {
-            known: RwLock::new(HashMap::new()),
             connector: TransportConnector::new(None),
             ca: UpstreamCa::new(),
             timeout,
         }
     }
 
-    /// The remembered protocol of a backend.
-    pub fn detected(&self, backend_id: &str) -> Option<Protocol> {
-        self.read().get(backend_id).copied()
-    }
-
-    /// Remembers a backend's protocol (e.g. from a health check); logs changes.
-    pub fn record(&self, backend_id: &str, protocol: Protocol) {
-        let mut known = self.write();
-        let previous = known.insert(backend_id.to_string(), protocol);
-        if previous != Some(protocol) {
-            log::info!("upstream {backend_id}: detected {}", protocol.as_str());
+    /// Detects every target (at most [`MAX_CONCURRENT_DETECTIONS`] at once) and records the
+    /// results in their cells; a target that answers nothing keeps its cell as it was.
+    pub async fn detect_all(self: &Arc<Self>, targets: Vec<Target>) {
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DETECTIONS));
+        let mut running = tokio::task::JoinSet::new();
+        for t in targets {
+            let (this, limit) = (self.clone(), limit.clone());
+            running.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                if let Some(p) = this.detect(t.addr, &t.sni).await {
+                    record(&t.id, &t.cell, p);
+                }
+            });
         }
+        while running.join_next().await.is_some() {}
     }
 
-    /// Forgets a backend's protocol (after a connection failure): the next use detects again.
-    pub fn forget(&self, backend_id: &str) {
-        self.write().remove(backend_id);
-    }
-
-    /// Forgets every backend not in `ids` (the backends of the serving plan), so that the map
-    /// does not keep growing as backends come and go.
-    pub fn retain(&self, ids: &std::collections::HashSet<&str>) {
-        self.write().retain(|id, _| ids.contains(id.as_str()));
-    }
-
-    /// Every remembered protocol, sorted by backend id (for the admin API).
-    pub fn snapshot(&self) -> Vec<(String, Protocol)> {
-        let mut v: Vec<_> = self.read().iter().map(|(k, p)| (k.clone(), *p)).collect();
-        v.sort();
-        v
-    }
-
-    /// The backend's protocol: remembered, else detected now and remembered. An unreachable
-    /// backend is treated as HTTP/1.1 and not remembered (the connect will fail and be retried).
-    pub async fn protocol(&self, backend_id: &str, addr: SocketAddr, sni: &str) -> Protocol {
-        if let Some(p) = self.detected(backend_id) {
-            return p;
+    /// [`Self::detect_all`] from blocking code (a generation build): runs on a thread of its own
+    /// with its own small runtime, so it works from any thread, a reactor's included. Returns
+    /// when every target is detected or has failed (each probe is bounded by the timeout).
+    pub fn detect_all_blocking(self: &Arc<Self>, targets: Vec<Target>) {
+        if targets.is_empty() {
+            return;
         }
-        match self.detect(addr, sni).await {
-            Some(p) => {
-                self.record(backend_id, p);
-                p
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("aralez-detect".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(this.detect_all(targets)),
+                    Err(e) => log::error!("upstream protocol detection: no runtime: {e}"),
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                if handle.join().is_err() {
+                    log::error!("upstream protocol detection stopped unexpectedly");
+                }
             }
-            None => Protocol::Http1,
+            Err(e) => log::error!("upstream protocol detection: no thread: {e}"),
         }
     }
 
@@ -242,13 +306,12 @@ impl Detector {
             }
         }
     }
+}
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Protocol>> {
-        self.known.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Protocol>> {
-        self.known.write().unwrap_or_else(|p| p.into_inner())
+/// Records a detection in `cell`, logging a change.
+pub fn record(id: &str, cell: &ProtocolCell, protocol: Protocol) {
+    if cell.set(protocol) {
+        log::info!("upstream {id}: detected {}", protocol.as_str());
     }
 }
 
@@ -447,16 +510,25 @@ mod tests {
     }
 
     #[test]
-    fn remembered_until_forgotten() {
-        let d = Detector::new(Duration::from_secs(1));
-        assert_eq!(d.detected("a:1"), None);
-        d.record("a:1", Protocol::TlsH2);
-        assert_eq!(d.detected("a:1"), Some(Protocol::TlsH2));
-        assert_eq!(d.snapshot(), vec![("a:1".to_string(), Protocol::TlsH2)]);
-        d.record("b:2", Protocol::Http1);
-        d.retain(&["b:2"].into_iter().collect());
-        assert_eq!(d.snapshot(), vec![("b:2".to_string(), Protocol::Http1)]);
-        d.forget("a:1");
-        assert_eq!(d.detected("a:1"), None);
+    fn a_cell_keeps_its_protocol_when_stale() {
+        let cell = ProtocolCell::default();
+        assert_eq!(cell.get(), None);
+        assert!(cell.needs_detection());
+        assert!(cell.set(Protocol::TlsH2));
+        assert!(
+            !cell.set(Protocol::TlsH2),
+            "the same detection is no change"
+        );
+        assert!(!cell.needs_detection());
+        cell.mark_stale();
+        assert_eq!(cell.get(), Some(Protocol::TlsH2), "still used while stale");
+        assert!(cell.needs_detection());
+        assert!(
+            !cell.set(Protocol::TlsH2),
+            "detected again: the same, not stale"
+        );
+        assert!(!cell.needs_detection());
+        assert!(cell.set(Protocol::Http1));
+        assert_eq!(cell.get(), Some(Protocol::Http1));
     }
 }

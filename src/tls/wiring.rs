@@ -5,24 +5,20 @@ use std::sync::Arc;
 
 use pingora::services::listening::Service;
 
-use super::certs::{load_pair, now_unix};
-use super::folder::CertFolder;
-use super::listener::{tls_settings, CertResolver};
-use crate::config::LoadedMain;
-use crate::metrics::Metrics;
+use std::path::{Path, PathBuf};
 
-/// The proxy's TLS side: when `proxy_address_tls` is set, the TLS listener (h2 + http/1.1 by
-/// ALPN) serving the hot-reloaded certificate folder. `Err` holds the process exit code after
-/// logging why.
-pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
-    service: &mut Service<A>,
-    main: &LoadedMain,
-    metrics: &Arc<Metrics>,
-) -> Result<(), i32> {
+use super::certs::{load_pair, now_unix, FolderLoad};
+use super::certset::{CertInput, CertSet};
+use super::listener::{tls_settings, CertResolver, CertSource, FixedCerts};
+use crate::config::LoadedMain;
+
+/// The certificate folder of the proxy's TLS listener: `None` without `proxy_address_tls`.
+/// `Err` holds the process exit code after logging why.
+pub fn cert_folder(main: &LoadedMain) -> Result<Option<PathBuf>, i32> {
     let cfg = &main.config;
-    let Some(addr) = cfg.proxy_address_tls else {
-        return Ok(());
-    };
+    if cfg.proxy_address_tls.is_none() {
+        return Ok(None);
+    }
     let Some(folder) = &cfg.proxy_certificates else {
         log::error!("proxy_address_tls needs proxy_certificates");
         return Err(2);
@@ -36,17 +32,18 @@ pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
         );
         return Err(2);
     }
-    let resolver = CertResolver::new();
-    let folder = CertFolder::new(dir, resolver.clone(), metrics.clone());
-    folder.reload("start");
-    if let Err(e) = folder.spawn_watch() {
-        log::error!(
-            "cannot start the certificate reload for {}: {e}",
-            folder.dir().display()
-        );
-        return Err(2);
-    }
-    match tls_settings(resolver, cfg.proxy_tls_grade, true) {
+    Ok(Some(dir))
+}
+
+/// The proxy's TLS listener on `addr` (h2 + http/1.1 by ALPN), serving the certificates of
+/// `certs` (the serving generation's). `Err` holds the process exit code after logging why.
+pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
+    service: &mut Service<A>,
+    addr: SocketAddr,
+    grade: aralez_compiler::TlsGrade,
+    certs: Arc<dyn CertSource>,
+) -> Result<(), i32> {
+    match tls_settings(CertResolver::new(certs), grade, true) {
         Ok(settings) => {
             service.add_listener(crate::edge::listener(&addr.to_string()).tls(settings));
             Ok(())
@@ -70,26 +67,27 @@ pub fn admin_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
         log::error!("config_tls_address needs config_tls_certificate and config_tls_key_file");
         return Err(2);
     };
-    let pair = match load_pair(
-        "admin",
-        &main.resolve(&crt.value),
-        &main.resolve(&key.value),
-        now_unix(),
-    ) {
+    let crt_path = main.resolve(&crt.value);
+    let pair = match load_pair("admin", &crt_path, &main.resolve(&key.value), now_unix()) {
         Ok(p) => p,
         Err(e) => {
             log::error!("admin TLS certificate: {e}");
             return Err(2);
         }
     };
-    let resolver = CertResolver::new();
-    let (n, errors) = resolver.install(std::slice::from_ref(&pair));
-    if n == 0 {
-        for e in errors {
+    let dir = crt_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let load = FolderLoad {
+        pairs: vec![pair],
+        errors: Vec::new(),
+    };
+    let (set, refused) = CertSet::build(&CertInput::new(dir, load));
+    let Some(set) = set else {
+        for e in refused {
             log::error!("admin TLS certificate: {e}");
         }
         return Err(2);
-    }
+    };
+    let resolver = CertResolver::new(Arc::new(FixedCerts(Arc::new(set))));
     match tls_settings(resolver, cfg.proxy_tls_grade, false) {
         Ok(settings) => {
             service.add_listener(crate::edge::listener(&addr.to_string()).tls(settings));

@@ -321,13 +321,59 @@ fn sighup_reloads_certificates() {
     let before = metrics(&p.proxy);
     assert!(!before.contains("trigger=\"sighup\""));
     p.proxy.sighup();
+    let mut status = serde_json::Value::Null;
     let took = p.proxy.wait_for(Duration::from_secs(3), || {
-        p.proxy
-            .log_text()
-            .contains("TLS certificates loaded (sighup)")
+        status = p.proxy.config_status();
+        status["active"]["trigger"] == "sighup"
     });
-    assert!(took.is_some(), "{}", p.proxy.log_text());
+    assert!(took.is_some(), "{status}\n{}", p.proxy.log_text());
+    assert_eq!(status["active"]["certificates"][0]["name"], "a", "{status}");
+    assert!(tls_get(p.tls, Some("a.example.com"), &[], None).is_ok());
     assert!(p.proxy.terminate().is_some());
+}
+
+#[test]
+fn a_certificate_change_is_a_new_generation_on_config_status() {
+    let pki = Pki::new();
+    let certs = TempDir::new("certs");
+    let a = pki.leaf(&["a.example.com"], Alg::P256);
+    write_pair(certs.path(), "a", &a);
+    let backend = Backend::start("b1");
+    let p = start_tls(&upstreams(&backend), certs.path(), "");
+    let first = p.proxy.config_status();
+    let active = &first["active"];
+    assert_eq!(active["trigger"], "start");
+    assert_eq!(active["hash"].as_str().unwrap().len(), 64);
+    assert_ne!(
+        active["hash"], active["plan_hash"],
+        "certificates are in the hash"
+    );
+    assert_eq!(active["certificates"][0]["name"], "a", "{first}");
+    assert_eq!(active["certificates"][0]["default"], true, "{first}");
+    assert_eq!(active["certificates"][0]["hosts"][0], "a.example.com");
+    assert!(active["certificates"][0]["not_after"].as_i64().unwrap() > 0);
+
+    write_pair(certs.path(), "b", &pki.leaf(&["b.example.com"], Alg::P256));
+    let mut next = serde_json::Value::Null;
+    let took = p.proxy.wait_for(Duration::from_secs(3), || {
+        next = p.proxy.config_status();
+        next["active"]["hash"] != first["active"]["hash"]
+    });
+    assert!(took.is_some(), "{next}\n{}", p.proxy.log_text());
+    let active = &next["active"];
+    assert_eq!(active["trigger"], "file", "{next}");
+    assert_eq!(
+        active["plan_hash"], first["active"]["plan_hash"],
+        "same plan"
+    );
+    assert_eq!(
+        active["certificates"].as_array().unwrap().len(),
+        2,
+        "{next}"
+    );
+    assert_eq!(next["last_attempt"]["result"], "applied");
+    assert_eq!(next["last_attempt"]["hash"], active["hash"]);
+    assert!(tls_get(p.tls, Some("b.example.com"), &[], None).is_ok());
 }
 
 #[test]

@@ -156,7 +156,7 @@ pub(crate) fn plan(
         hash: String::new(),
         provider,
         hosts,
-        routes,
+        routes: routes.into_iter().map(std::sync::Arc::new).collect(),
         consul,
         kubernetes,
         global_jwt: g.auth.as_ref().and_then(|a| a.jwt_claims()).cloned(),
