@@ -575,6 +575,45 @@ fn creds_file_is_read_and_rotated_on_sighup() {
 }
 
 #[test]
+fn a_rotated_creds_file_applies_without_sighup() {
+    let b = Backend::start("b");
+    let dir = TempDir::new("creds");
+    let key_file = dir.write("api.key", "first-key-0123456789abcdef");
+    let main_extra = format!("{}admin_public_readonly: true\n", master_opts());
+    let upstreams = format!(
+        "provider: file\n{HOST}:\n  paths:\n    \"/\":\n      authorization: {{type: apikey, creds_file: \"{}\"}}\n      servers: [\"{}\"]\n",
+        key_file.display(),
+        b.addr
+    );
+    let proxy = Proxy::start_opts(
+        &upstreams,
+        ProxyOpts {
+            main_extra: &main_extra,
+            ..Default::default()
+        },
+    );
+    let status = |key: &str| {
+        get(proxy.http, HOST, "/", &[("x-api-key", key)])
+            .unwrap()
+            .status
+    };
+    assert_eq!(status("first-key-0123456789abcdef"), 200);
+    assert_eq!(
+        proxy.config_status()["watch"]["secrets"]["active"],
+        true,
+        "{}",
+        proxy.config_status()
+    );
+    std::fs::write(&key_file, "second-key-0123456789abcdef").unwrap();
+    let rotated = proxy.wait_for(Duration::from_secs(3), || {
+        status("second-key-0123456789abcdef") == 200
+    });
+    assert!(rotated.is_some(), "{}", proxy.log_text());
+    assert_eq!(status("first-key-0123456789abcdef"), 401);
+    assert_eq!(proxy.config_status()["active"]["trigger"], "file");
+}
+
+#[test]
 fn unreadable_creds_file_is_refused_at_start() {
     let (code, err) = refused_start(
         &format!(

@@ -3,6 +3,8 @@
 //! bidirectional streaming, error status), and upstream TLS / protocol auto-detection.
 //! Needs python3 with `websockets` and `grpcio` (scripts/test.sh installs them), curl and openssl.
 
+use std::time::Duration;
+
 use crate::common::{get, Backend, Proxy, ProxyOpts, TempDir};
 use crate::tls_common::*;
 
@@ -198,6 +200,38 @@ fn self_signed_tls_upstream_is_detected_and_verification_is_opt_in() {
     // verification on: a self-signed certificate is refused
     let r = get(p.http, "app.test", "/verified", &[]).unwrap();
     assert_eq!(r.status, 502, "{}", p.log_text());
+}
+
+#[test]
+fn a_tls_backend_added_by_reload_is_detected_before_it_serves() {
+    let dir = TempDir::new("up");
+    let (bcert, bkey) = self_signed(&dir);
+    let https = PyServer::start("https_echo.py", &["secure", &bcert, &bkey]);
+    let plain = Backend::start("plain");
+    let p = Proxy::start(&format!("provider: file\n{}", route("DEFAULT", plain.addr)));
+    let before = p.active_hash();
+    p.write_upstreams(&format!("provider: file\n{}", route("DEFAULT", https.addr)));
+    let swapped = p.wait_for(Duration::from_secs(5), || p.active_hash() != before);
+    assert!(swapped.is_some(), "{}", p.log_text());
+    // the very first request after the swap already speaks TLS: detection ran at build time,
+    // not on this request
+    let r = get(p.http, "app.test", "/first", &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", p.log_text());
+    assert_eq!(r.echo()["backend"], "secure");
+    assert_eq!(r.echo()["tls"], true);
+    let log = p.log_text();
+    let detected = log.find(&format!("{}: detected tls_http1", https.addr));
+    let applied = log.find("config applied (file)");
+    assert!(
+        detected.is_some() && detected < applied,
+        "detected before the generation serves: {log}"
+    );
+    let status = crate::common::get(p.admin, "admin", "/status", &[]).unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(
+        status["routes"][0]["backends"][0]["protocol"], "tls_http1",
+        "{status}"
+    );
 }
 
 #[test]
