@@ -75,20 +75,17 @@ pub fn check(listeners: &[(&'static str, SocketAddr)]) -> Vec<ListenError> {
     errors
 }
 
-/// The start-up step: unless `upgrade`, checks every listener of `cfg` and logs each failure.
-/// `Err` holds the process exit code (2).
-pub fn preflight(cfg: &MainConfig, upgrade: bool) -> Result<(), i32> {
+/// The start-up step: unless `upgrade`, checks every listener of `cfg`; `Err` holds every
+/// address that cannot be listened on.
+pub fn preflight(cfg: &MainConfig, upgrade: bool) -> Result<(), Vec<ListenError>> {
     if upgrade {
         return Ok(());
     }
     let errors = check(&listeners(cfg));
-    for e in &errors {
-        log::error!("{e}");
-    }
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(2)
+        Err(errors)
     }
 }
 

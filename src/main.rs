@@ -63,7 +63,7 @@ enum Command {
     Version,
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let code = match args.command {
         _ if args.version => cli::version(),
@@ -88,9 +88,9 @@ fn main() {
             ),
             None => {
                 eprintln!("aralez: nothing to do; try `aralez -c main.yaml` or `aralez --help`");
-                2
+                cli::Exit::Usage
             }
         },
     };
-    std::process::exit(code);
+    code.into()
 }

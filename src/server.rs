@@ -15,6 +15,7 @@ use aralez_compiler::render::{render, Format};
 use aralez_compiler::Source;
 
 use crate::admin::Admin;
+use crate::cli::Exit;
 use crate::config::{LoadedMain, MainError, UpstreamSources};
 use crate::edge::{head::HeadLimits, ConnLimits, EdgeApp, EdgeSettings};
 use crate::generation::{CompileSettings, GenerationStore, Inputs};
@@ -29,13 +30,14 @@ pub struct RunOptions {
     pub upgrade: bool,
 }
 
-/// Runs the proxy until SIGTERM/SIGINT; returns the process exit code.
-pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
+/// Runs the proxy until SIGTERM/SIGINT; returns how the process ends (every failure is logged, or
+/// printed before logging is set up, where it happens).
+pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     let main = match LoadedMain::read(main_path) {
         Ok(m) => m,
         Err(MainError::Io(p, e)) => {
             eprintln!("aralez: cannot read {}: {e}", p.display());
-            return 2;
+            return Exit::Usage;
         }
         Err(MainError::Invalid {
             name,
@@ -53,7 +55,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
                     }]
                 )
             );
-            return 1;
+            return Exit::Invalid;
         }
     };
     let cfg = &main.config;
@@ -61,7 +63,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     if let Err(e) = crate::log::init(level_filter(cfg), error_log.as_deref()) {
         let shown = error_log.as_deref().unwrap_or(Path::new("")).display();
         eprintln!("aralez: cannot open error_log {shown}: {e}");
-        return 2;
+        return Exit::Usage;
     }
     if !main.warnings.is_empty() {
         log::warn!(
@@ -84,14 +86,14 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot read {}: {e}", upstreams.display());
-            return 2;
+            return Exit::Usage;
         }
     };
     let master_key = match master_key(&main) {
         Ok(k) => k,
         Err(e) => {
             log::error!("{e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let settings = CompileSettings {
@@ -107,7 +109,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         Ok(m) => Arc::new(m),
         Err(e) => {
             log::error!("metrics: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     // runtime state of the plans; sticky tokens are keyed from the master key when there is one
@@ -117,14 +119,17 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     ));
     if let Err(e) = crate::tls::upstream::preflight() {
         log::error!("upstream TLS: {e}");
-        return 2;
+        return Exit::Usage;
     }
     let detector = Arc::new(crate::tls::upstream::Detector::new(Duration::from_secs(
         cfg.upstream_connect_timeout,
     )));
     let cert_dir = match crate::tls::wiring::cert_folder(&main) {
         Ok(dir) => dir,
-        Err(code) => return code,
+        Err(e) => {
+            log::error!("{e}");
+            return Exit::Usage;
+        }
     };
     let certs = match &cert_dir {
         None => None,
@@ -133,7 +138,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             Ok(input) => Some(input),
             Err(e) => {
                 log::error!("proxy_certificates: cannot read {}: {e}", dir.display());
-                return 2;
+                return Exit::Usage;
             }
         },
     };
@@ -151,12 +156,15 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         Ok(s) => Arc::new(s),
         Err(diags) => {
             eprint!("{}", render(&diags, Format::Human, &sources.as_sources()));
-            return 1;
+            return Exit::Invalid;
         }
     };
     log::info!("generation {} active", store.load().hash());
-    if let Err(code) = crate::listen_check::preflight(cfg, opts.upgrade) {
-        return code;
+    if let Err(errors) = crate::listen_check::preflight(cfg, opts.upgrade) {
+        for e in errors {
+            log::error!("{e}");
+        }
+        return Exit::Usage;
     }
 
     let daemon = opts.daemon || cfg.daemon;
@@ -170,7 +178,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
         };
         if let Err(e) = written {
             log::error!("pid_file {}: {e}", path.display());
-            return 2;
+            return Exit::Usage;
         }
     }
 
@@ -244,10 +252,10 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     proxy.add_listener(crate::edge::listener(&cfg.proxy_address_http.to_string()));
     if let Some(addr) = cfg.proxy_address_tls {
         let certs: Arc<dyn crate::tls::listener::CertSource> = store.clone();
-        if let Err(code) =
-            crate::tls::wiring::proxy_tls(&mut proxy, addr, cfg.proxy_tls_grade, certs)
+        if let Err(e) = crate::tls::wiring::proxy_tls(&mut proxy, addr, cfg.proxy_tls_grade, certs)
         {
-            return code;
+            log::error!("{e}");
+            return Exit::Usage;
         }
     }
     let proxy_handle = server.add_service(proxy);
@@ -272,8 +280,9 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     if let Some(addr) = cfg.config_tls_address {
         let mut admin_tls = Service::new("admin-tls".to_string(), admin_app());
         admin_tls.threads = Some(1);
-        if let Err(code) = crate::tls::wiring::admin_tls(&mut admin_tls, addr, &main) {
-            return code;
+        if let Err(e) = crate::tls::wiring::admin_tls(&mut admin_tls, addr, &main) {
+            log::error!("{e}");
+            return Exit::Usage;
         }
         server.add_service(admin_tls);
     }
@@ -289,7 +298,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
             }
             Err(e) => {
                 log::error!("file_server_folder {}: {e}", folder.value);
-                return 2;
+                return Exit::Usage;
             }
         }
     }
@@ -325,13 +334,13 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> i32 {
     )));
     if let Err(e) = crate::sources::reload::spawn(store, sources) {
         log::error!("cannot start the reload thread: {e}");
-        return 2;
+        return Exit::Usage;
     }
     server.run(RunArgs::default());
     if let Some(path) = &pid_path {
         let _ = std::fs::remove_file(path);
     }
-    0
+    Exit::Success
 }
 
 struct Readiness(Arc<AtomicBool>);

@@ -1,5 +1,7 @@
 //! `aralez check`: validate config files the way CI does. Never binds, resolves or connects.
 
+use super::Exit;
+
 use std::path::{Path, PathBuf};
 
 use aralez_compiler::render::{render, Format};
@@ -55,7 +57,7 @@ pub struct CheckArgs {
 }
 
 /// Runs `aralez check`; returns the exit code (0 valid, 1 invalid, 2 usage/I-O, 3 denied warnings).
-pub fn run(args: &CheckArgs) -> i32 {
+pub fn run(args: &CheckArgs) -> Exit {
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut texts: Vec<(String, String)> = Vec::new();
     let mut checked: Vec<String> = Vec::new();
@@ -68,7 +70,7 @@ pub fn run(args: &CheckArgs) -> i32 {
         match LoadedMain::read(main_path) {
             Err(MainError::Io(p, e)) => {
                 eprintln!("aralez: cannot read {}: {e}", p.display());
-                return 2;
+                return Exit::Usage;
             }
             Err(MainError::Invalid {
                 name,
@@ -101,7 +103,7 @@ pub fn run(args: &CheckArgs) -> i32 {
     }
     if files.is_empty() && args.main.is_none() {
         eprintln!("aralez check: name an upstreams file or --main main.yaml");
-        return 2;
+        return Exit::Usage;
     }
     let ctx = aralez_compiler::Context {
         tls_listener,
@@ -112,7 +114,7 @@ pub fn run(args: &CheckArgs) -> i32 {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("aralez: cannot read {}: {e}", file.display());
-                return 2;
+                return Exit::Usage;
             }
         };
         checked.extend(sources.files.iter().map(|(n, _)| n.clone()));
@@ -171,11 +173,11 @@ pub fn run(args: &CheckArgs) -> i32 {
         }
     }
     if errors {
-        1
+        Exit::Invalid
     } else if warnings && args.deny_warnings {
-        3
+        Exit::Warnings
     } else {
-        0
+        Exit::Success
     }
 }
 

@@ -1,5 +1,7 @@
 //! `aralez compile FILE [--emit plan.json] [--print-hash]`.
 
+use super::Exit;
+
 use std::path::PathBuf;
 
 /// Arguments of `aralez compile`.
@@ -16,7 +18,7 @@ pub struct CompileArgs {
 }
 
 /// Runs `aralez compile`; returns the exit code.
-pub fn run(args: &CompileArgs) -> i32 {
+pub fn run(args: &CompileArgs) -> Exit {
     let plan = match super::compile_file(&args.file) {
         Ok(p) => p,
         Err(code) => return code,
@@ -25,7 +27,7 @@ pub fn run(args: &CompileArgs) -> i32 {
     if let Some(out) = &args.emit {
         if let Err(e) = std::fs::write(out, format!("{json}\n")) {
             eprintln!("aralez: cannot write {}: {e}", out.display());
-            return 2;
+            return Exit::Usage;
         }
     } else if !args.print_hash {
         println!("{json}");
@@ -33,5 +35,5 @@ pub fn run(args: &CompileArgs) -> i32 {
     if args.print_hash {
         println!("{}", plan.hash());
     }
-    0
+    Exit::Success
 }

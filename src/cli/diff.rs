@@ -1,6 +1,8 @@
 //! `aralez diff OLD NEW`: plan-level difference of two upstreams files, or the settings difference
 //! of two main.yaml files with restart-required changes flagged.
 
+use super::Exit;
+
 use std::path::PathBuf;
 
 use aralez_compiler::Source;
@@ -15,7 +17,7 @@ pub struct DiffArgs {
 }
 
 /// Runs `aralez diff`; exit 0 with the changes printed, 1 when a file does not compile, 2 on I/O.
-pub fn run(args: &DiffArgs) -> i32 {
+pub fn run(args: &DiffArgs) -> Exit {
     let (Ok(old_text), Ok(new_text)) = (
         std::fs::read_to_string(&args.old),
         std::fs::read_to_string(&args.new),
@@ -25,7 +27,7 @@ pub fn run(args: &DiffArgs) -> i32 {
             args.old.display(),
             args.new.display()
         );
-        return 2;
+        return Exit::Usage;
     };
     if is_main(&old_text) && is_main(&new_text) {
         return diff_main(args, &old_text, &new_text);
@@ -51,7 +53,7 @@ pub fn run(args: &DiffArgs) -> i32 {
             new.hash()
         );
     }
-    0
+    Exit::Success
 }
 
 /// main.yaml is recognised by its required listener key.
@@ -59,7 +61,7 @@ fn is_main(text: &str) -> bool {
     text.lines().any(|l| l.starts_with("proxy_address_http"))
 }
 
-fn diff_main(args: &DiffArgs, old_text: &str, new_text: &str) -> i32 {
+fn diff_main(args: &DiffArgs, old_text: &str, new_text: &str) -> Exit {
     let old_name = args.old.display().to_string();
     let new_name = args.new.display().to_string();
     let compile = |name: &str, text: &str| {
@@ -87,13 +89,13 @@ fn diff_main(args: &DiffArgs, old_text: &str, new_text: &str) -> i32 {
                     &sources
                 )
             );
-            return 1;
+            return Exit::Invalid;
         }
     };
     let changes = aralez_compiler::diff_main(&old, &new);
     if changes.is_empty() {
         println!("no changes");
-        return 0;
+        return Exit::Success;
     }
     let mut restart = false;
     for c in &changes {
@@ -110,5 +112,5 @@ fn diff_main(args: &DiffArgs, old_text: &str, new_text: &str) -> i32 {
             "restart required: some changes apply only after a restart or `aralez -u` upgrade"
         );
     }
-    0
+    Exit::Success
 }

@@ -1,5 +1,7 @@
 //! `aralez healthcheck [--url http://127.0.0.1:3000/readyz]` for containers without a shell.
 
+use super::Exit;
+
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -13,21 +15,21 @@ pub struct HealthcheckArgs {
 }
 
 /// Exit 0 when the URL answers 200 within 3 s, 1 otherwise, 2 for a bad URL.
-pub fn run(args: &HealthcheckArgs) -> i32 {
+pub fn run(args: &HealthcheckArgs) -> Exit {
     let Some(rest) = args.url.strip_prefix("http://") else {
         eprintln!("aralez: only http:// URLs are supported");
-        return 2;
+        return Exit::Usage;
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
     match probe(authority, path) {
-        Ok(true) => 0,
-        Ok(false) => 1,
+        Ok(true) => Exit::Success,
+        Ok(false) => Exit::Invalid,
         Err(e) => {
             eprintln!("aralez: {}: {e}", args.url);
-            1
+            Exit::Invalid
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `aralez route FILE --host H --path P`: which route would serve a request.
 
+use super::Exit;
+
 use std::path::PathBuf;
 
 use aralez_compiler::matcher::RouteMiss;
@@ -21,7 +23,7 @@ pub struct RouteArgs {
 }
 
 /// Runs `aralez route`; exit 0 when a route matches, 1 when the proxy would answer 404/400.
-pub fn run(args: &RouteArgs) -> i32 {
+pub fn run(args: &RouteArgs) -> Exit {
     let plan = match super::compile_file(&args.file) {
         Ok(p) => p,
         Err(code) => return code,
@@ -33,30 +35,30 @@ pub fn run(args: &RouteArgs) -> i32 {
                 let json = serde_json::to_string_pretty(route).unwrap_or_default();
                 println!("{} {} -> route {}", args.method, args.path, route.id);
                 println!("{json}");
-                0
+                Exit::Success
             }
-            None => 1,
+            None => Exit::Invalid,
         },
         Err(RouteMiss::UnknownHost) => {
             println!(
                 "no virtual host matches {:?}: the proxy answers 404",
                 args.host
             );
-            1
+            Exit::Invalid
         }
         Err(RouteMiss::NoRoute) => {
             println!(
                 "no path of host {:?} matches {:?}: the proxy answers 404",
                 args.host, args.path
             );
-            1
+            Exit::Invalid
         }
         Err(RouteMiss::BadPath) => {
             println!(
                 "the path {:?} is malformed or escapes the root: the proxy answers 400",
                 args.path
             );
-            1
+            Exit::Invalid
         }
     }
 }

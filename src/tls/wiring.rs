@@ -12,46 +12,65 @@ use super::certset::{CertInput, CertSet};
 use super::listener::{tls_settings, CertResolver, CertSource, FixedCerts};
 use crate::config::LoadedMain;
 
+/// Why a TLS listener cannot be set up (the process does not start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    /// A setting that another one needs is missing.
+    Missing(&'static str),
+    /// A certificate, key or folder does not load.
+    Certificate(String),
+    /// The TLS library refused the listener settings.
+    Listener(String),
+}
+
+impl std::fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing(what) => f.write_str(what),
+            Self::Certificate(why) | Self::Listener(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for TlsSetupError {}
+
 /// The certificate folder of the proxy's TLS listener: `None` without `proxy_address_tls`.
-/// `Err` holds the process exit code after logging why.
-pub fn cert_folder(main: &LoadedMain) -> Result<Option<PathBuf>, i32> {
+pub fn cert_folder(main: &LoadedMain) -> Result<Option<PathBuf>, TlsSetupError> {
     let cfg = &main.config;
     if cfg.proxy_address_tls.is_none() {
         return Ok(None);
     }
     let Some(folder) = &cfg.proxy_certificates else {
-        log::error!("proxy_address_tls needs proxy_certificates");
-        return Err(2);
+        return Err(TlsSetupError::Missing(
+            "proxy_address_tls needs proxy_certificates",
+        ));
     };
     let dir = main.resolve(&folder.value);
     if !dir.is_dir() {
-        log::error!(
-            "proxy_certificates: {} {}",
-            dir.display(),
-            crate::config::not_a_folder(&dir)
-        );
-        return Err(2);
+        let why = crate::config::not_a_folder(&dir);
+        return Err(TlsSetupError::Certificate(format!(
+            "proxy_certificates: {} {why}",
+            dir.display()
+        )));
     }
     Ok(Some(dir))
 }
 
 /// The proxy's TLS listener on `addr` (h2 + http/1.1 by ALPN), serving the certificates of
-/// `certs` (the serving generation's). `Err` holds the process exit code after logging why.
+/// `certs` (the serving generation's).
 pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     service: &mut Service<A>,
     addr: SocketAddr,
     grade: aralez_compiler::TlsGrade,
     certs: Arc<dyn CertSource>,
-) -> Result<(), i32> {
+) -> Result<(), TlsSetupError> {
     match tls_settings(CertResolver::new(certs), grade, true) {
         Ok(settings) => {
             service.add_listener(crate::edge::listener(&addr.to_string()).tls(settings));
             Ok(())
         }
-        Err(e) => {
-            log::error!("TLS listener {addr}: {e}");
-            Err(2)
-        }
+        Err(e) => Err(TlsSetupError::Listener(format!("TLS listener {addr}: {e}"))),
     }
 }
 
@@ -61,18 +80,20 @@ pub fn admin_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     service: &mut Service<A>,
     addr: SocketAddr,
     main: &LoadedMain,
-) -> Result<(), i32> {
+) -> Result<(), TlsSetupError> {
     let cfg = &main.config;
     let (Some(crt), Some(key)) = (&cfg.config_tls_certificate, &cfg.config_tls_key_file) else {
-        log::error!("config_tls_address needs config_tls_certificate and config_tls_key_file");
-        return Err(2);
+        return Err(TlsSetupError::Missing(
+            "config_tls_address needs config_tls_certificate and config_tls_key_file",
+        ));
     };
     let crt_path = main.resolve(&crt.value);
     let pair = match load_pair("admin", &crt_path, &main.resolve(&key.value), now_unix()) {
         Ok(p) => p,
         Err(e) => {
-            log::error!("admin TLS certificate: {e}");
-            return Err(2);
+            return Err(TlsSetupError::Certificate(format!(
+                "admin TLS certificate: {e}"
+            )));
         }
     };
     let dir = crt_path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -82,10 +103,11 @@ pub fn admin_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     };
     let (set, refused) = CertSet::build(&CertInput::new(dir, load));
     let Some(set) = set else {
-        for e in refused {
-            log::error!("admin TLS certificate: {e}");
-        }
-        return Err(2);
+        let why: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        return Err(TlsSetupError::Certificate(format!(
+            "admin TLS certificate: {}",
+            why.join("; ")
+        )));
     };
     let resolver = CertResolver::new(Arc::new(FixedCerts(Arc::new(set))));
     match tls_settings(resolver, cfg.proxy_tls_grade, false) {
@@ -93,9 +115,8 @@ pub fn admin_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
             service.add_listener(crate::edge::listener(&addr.to_string()).tls(settings));
             Ok(())
         }
-        Err(e) => {
-            log::error!("admin TLS listener {addr}: {e}");
-            Err(2)
-        }
+        Err(e) => Err(TlsSetupError::Listener(format!(
+            "admin TLS listener {addr}: {e}"
+        ))),
     }
 }
