@@ -29,6 +29,7 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BodyError {
     /// Larger than the limit (by `Content-Length` or while reading).
     TooLarge,

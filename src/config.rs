@@ -107,6 +107,7 @@ fn read_text(path: &Path) -> std::io::Result<String> {
 
 /// Why main.yaml could not be loaded.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MainError {
     /// The file could not be read.
     Io(PathBuf, std::io::Error),

@@ -21,8 +21,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use aralez_compiler::{Cidr, Route};
-use http::HeaderMap;
+use aralez_compiler::Route;
 
 /// Sets of each table (a power of two).
 pub const SETS: usize = 8192;
@@ -247,7 +246,7 @@ impl Limits {
 
     fn key(&self, route: &Route, client: IpAddr) -> u64 {
         let mut h = self.keys.build_hasher();
-        client_block(client).hash(&mut h);
+        crate::client::client_block(client).hash(&mut h);
         route.host.hash(&mut h);
         h.finish()
     }
@@ -284,64 +283,6 @@ impl Limits {
         let now = self.now();
         self.x4xx.get_or_init(Table::new).add(key, now);
     }
-}
-
-/// The address a client is counted under by the limits and the connection limits: an IPv4
-/// address (IPv4-mapped IPv6 included) as it is, an IPv6 address as its /64, the block an end
-/// site is usually given.
-pub fn client_block(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
-    }
-}
-
-/// The client a request is attributed to: the TCP peer, or, when the peer is a trusted proxy, the
-/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Walking stops at an
-/// entry that is not an IP address (the last trusted hop is then the client).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    if trusted.is_empty() || !is_trusted(peer) {
-        return peer;
-    }
-    let mut client = peer;
-    // several X-Forwarded-For headers form one list, in order
-    let values: Vec<&[u8]> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    for value in values.iter().rev() {
-        let Ok(text) = std::str::from_utf8(value) else {
-            return client;
-        };
-        for entry in text.rsplit(',') {
-            let Some(ip) = parse_forwarded_ip(entry.trim()) else {
-                return client;
-            };
-            client = ip;
-            if !is_trusted(ip) {
-                return ip;
-            }
-        }
-    }
-    client
-}
-
-/// An `X-Forwarded-For` entry: an IP, optionally `[v6]` or `v4:port`.
-fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Some(rest) = s.strip_prefix('[') {
-        return rest.split(']').next()?.parse().ok();
-    }
-    let (host, port) = s.rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
-    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 #[cfg(test)]
@@ -422,41 +363,6 @@ mod tests {
         }
         assert!(s.estimate(9, ms(200)) > 4.0);
         assert!(s.estimate(9, ms(1400)) < 1.0);
-    }
-
-    #[test]
-    fn client_ip_trusts_only_configured_proxies() {
-        let trusted = vec![Cidr::parse("10.0.0.0/8").unwrap()];
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            "1.1.1.1, 203.0.113.9, 10.0.0.2".parse().unwrap(),
-        );
-        let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(
-            client_ip(peer, &h, &trusted),
-            "203.0.113.9".parse::<IpAddr>().unwrap(),
-            "right-most untrusted entry"
-        );
-        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
-        assert_eq!(
-            client_ip(stranger, &h, &trusted),
-            stranger,
-            "spoofed XFF ignored"
-        );
-        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
-        let mut bad = HeaderMap::new();
-        bad.insert("x-forwarded-for", "junk, 10.0.0.3".parse().unwrap());
-        assert_eq!(
-            client_ip(peer, &bad, &trusted),
-            "10.0.0.3".parse::<IpAddr>().unwrap()
-        );
-        let mut ported = HeaderMap::new();
-        ported.insert("x-forwarded-for", "203.0.113.5:4711".parse().unwrap());
-        assert_eq!(
-            client_ip(peer, &ported, &trusted),
-            "203.0.113.5".parse::<IpAddr>().unwrap()
-        );
     }
 
     fn route(yaml: &str) -> Route {

@@ -7,6 +7,7 @@
 
 /// Why a string is not strict base64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Base64Error {
     /// A character outside the alphabet (including the other alphabet's `+`/`/` or `-`/`_`).
     BadChar,

@@ -6,6 +6,7 @@ use super::base64::decode_std_padded;
 
 /// Why a Basic `Authorization` value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BasicError {
     /// The scheme is not `Basic`.
     WrongScheme,

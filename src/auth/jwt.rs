@@ -46,6 +46,7 @@ impl Default for ClaimRules {
 
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JwtError {
     /// The configured secret is empty (nothing can be verified against it).
     EmptySecret,

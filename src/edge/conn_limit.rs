@@ -70,7 +70,7 @@ impl ConnLimits {
             return Err(Full::Total);
         }
         if let (true, Some(ip)) = (self.max_per_client > 0, client) {
-            let key = crate::limits::client_block(ip);
+            let key = crate::client::client_block(ip);
             let mut map = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
             let n = map.entry(key).or_insert(0);
             if *n >= self.max_per_client {
@@ -124,8 +124,8 @@ mod tests {
         let v6a: IpAddr = "2001:db8::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8::2".parse().unwrap();
         assert_eq!(
-            crate::limits::client_block(v6a),
-            crate::limits::client_block(v6b)
+            crate::client::client_block(v6a),
+            crate::client::client_block(v6b)
         );
     }
 }

@@ -3,7 +3,6 @@
 //! Each request loads the generation once (one atomic load) and keeps that `Arc` until it ends, so
 //! a reload never changes the rules in the middle of a request.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType, Result};
 
 use crate::balance::{self, Pick};
+use crate::client::Client;
 use crate::generation::{Generation, GenerationStore, RouteIdx, RouteRuntime};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -117,10 +117,8 @@ pub struct RequestCtx {
     /// The sticky cookie to append to the response.
     set_cookie: Option<String>,
     peer_id: Option<String>,
-    /// The TCP peer.
-    client_ip: Option<IpAddr>,
-    /// The client the limits count (the peer, or from `X-Forwarded-For` behind trusted proxies).
-    real_ip: Option<IpAddr>,
+    /// The TCP peer, and the address the limits count (see [`crate::client`]).
+    client: Option<Client>,
     /// The response is a 429 from our own limiter (not counted as a 4xx of the client).
     limited: bool,
     counted_in_flight: bool,
@@ -139,8 +137,7 @@ impl ProxyHttp for Proxy {
             retry: RetryState::default(),
             set_cookie: None,
             peer_id: None,
-            client_ip: None,
-            real_ip: None,
+            client: None,
             limited: false,
             counted_in_flight: false,
             body_bytes: 0,
@@ -153,18 +150,11 @@ impl ProxyHttp for Proxy {
         session.set_keepalive(keepalive.then_some(self.settings.downstream_idle_timeout));
         self.metrics.in_flight.inc();
         ctx.counted_in_flight = true;
-        ctx.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        ctx.real_ip = ctx.client_ip.map(|peer| {
-            crate::limits::client_ip(
-                peer,
-                &session.req_header().headers,
-                &self.settings.trusted_proxies,
-            )
+        ctx.client = session.client_addr().and_then(|a| a.as_inet()).map(|a| {
+            let headers = &session.req_header().headers;
+            Client::of(a.ip(), headers, &self.settings.trusted_proxies)
         });
-        let limits = ctx.real_ip.map(|ip| (&self.limits, ip));
+        let limits = ctx.client.map(|c| (&self.limits, c.real));
         let decision = decide(
             &generation,
             session.req_header(),
@@ -385,11 +375,9 @@ impl ProxyHttp for Proxy {
                 crate::auth::strip_credentials(auth, runtime.policy.forward_auth_header, req);
             }
         }
-        let client = ctx.client_ip;
         let hop = forward::Hop {
-            client,
-            trusted: client
-                .is_some_and(|ip| self.settings.trusted_proxies.iter().any(|c| c.contains(ip))),
+            client: ctx.client.map(|c| c.peer),
+            trusted: ctx.client.is_some_and(|c| c.trusted_peer),
             tls: is_tls(session),
             via_token: &self.settings.via_token,
             via_value: &self.via_value,
@@ -453,8 +441,8 @@ impl ProxyHttp for Proxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.record_metrics(session, e, ctx, status);
         if (400..500).contains(&status) && !ctx.limited {
-            if let (Some(route), Some(ip)) = (route_of(ctx), ctx.real_ip) {
-                self.limits.count_4xx(route, ip);
+            if let (Some(route), Some(client)) = (route_of(ctx), ctx.client) {
+                self.limits.count_4xx(route, client.real);
             }
         }
         let log_it = match self.settings.access_log {
@@ -470,7 +458,7 @@ impl ProxyHttp for Proxy {
         log::info!(
             target: "access",
             "{} {} {} {} {} {}ms upstream={} route={}{}",
-            ctx.client_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            ctx.client.map_or_else(|| "-".to_string(), |c| c.peer.to_string()),
             req.method,
             request_host(req).unwrap_or("-"),
             req.uri.path(),
