@@ -367,3 +367,63 @@ fn config_status_answers_while_a_long_reload_runs() {
         "status took {slowest:?} during a {applied:?} reload"
     );
 }
+
+#[test]
+fn config_status_answers_within_100_ms_while_a_reload_waits_on_the_network() {
+    let a = Backend::start("a");
+    let proxy = Proxy::start_opts(
+        &one_route("svc.example.com", &a),
+        ProxyOpts {
+            main_extra: "upstream_connect_timeout: 1\n",
+            ..Default::default()
+        },
+    );
+    // a backend that accepts connections and never answers: detecting its protocol before the
+    // new generation serves waits for the probe timeouts
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let held = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            silent.set_nonblocking(true).unwrap();
+            let mut conns = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok((c, _)) = silent.accept() {
+                    conns.push(c);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let old = proxy.active_hash();
+    let written = Instant::now();
+    proxy.write_upstreams(&format!(
+        "provider: file\nsvc.example.com:\n  paths:\n    \"/\":\n      servers: [\"{}\", \"{silent_addr}\"]\n",
+        a.addr
+    ));
+    let mut times = Vec::new();
+    let applied = loop {
+        let asked = Instant::now();
+        let s = proxy.config_status();
+        times.push(asked.elapsed());
+        if s["active"]["hash"] != old.as_str() {
+            break written.elapsed();
+        }
+        assert!(written.elapsed() < Duration::from_secs(20), "not applied");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stop.store(true, Ordering::SeqCst);
+    held.join().unwrap();
+    assert!(
+        applied > Duration::from_millis(1500),
+        "the reload did not wait on the probes: {applied:?}\n{}",
+        proxy.log_text()
+    );
+    let slowest = times.iter().max().copied().unwrap_or_default();
+    assert!(times.len() > 20, "{} polls", times.len());
+    assert!(
+        slowest < Duration::from_millis(100),
+        "status took {slowest:?} during a {applied:?} reload"
+    );
+}
