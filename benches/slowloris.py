@@ -11,6 +11,7 @@ Everything listens on 127.0.0.1 and is stopped at the end; every loop is bounded
 import argparse
 import os
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
@@ -200,6 +201,7 @@ def main():
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use std::time::Duration;
 use aralez::files::{file_service, Decision, FileServer};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-/// A unique scratch folder: `<tmp>/aralez-files-<pid>-<n>/` with `www/` (the root) and
+/// A unique scratch folder: `target/tmp/aralez-files-<pid>-<n>/` with `www/` (the root) and
 /// `outside/` (a sibling that must never be served).
 struct Fixture {
     base: PathBuf,
@@ -35,7 +35,8 @@ fn big_content() -> Vec<u8> {
 
 fn fixture() -> Fixture {
     static N: AtomicU32 = AtomicU32::new(0);
-    let base = std::env::temp_dir().join(format!(
+    // under the target folder: the live server's fixture is a static, never dropped
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "aralez-files-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
