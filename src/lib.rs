@@ -20,6 +20,8 @@ pub mod limits;
 pub mod listen_check;
 pub mod log;
 pub mod metrics;
+pub mod privilege;
+pub mod process;
 pub mod proxy;
 pub mod secret;
 pub mod server;
@@ -31,4 +33,4 @@ pub mod tls;
 pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["provider:consul", "provider:kubernetes"];
 
 /// main.yaml keys this build parses but does not enforce yet (refused with E0900).
-pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &["user", "group"];
+pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[];

@@ -3,7 +3,8 @@
 //! instead of a panicking pingora thread and a process that reports ready while serving nothing.
 //!
 //! Skipped for `-u` (graceful upgrade): the sockets then come from the old process, which still
-//! holds them.
+//! holds them. With `user`/`group`, the sockets are bound here as root and kept ([`bind`]), then
+//! handed to pingora ([`hand_over`]) before the privileges are dropped.
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -59,11 +60,22 @@ pub fn listeners(cfg: &MainConfig) -> Vec<(&'static str, SocketAddr)> {
 /// Binds every address of `listeners` at the same time (so that two settings naming the same
 /// address are caught too), then releases them all. Returns one error per address that failed.
 pub fn check(listeners: &[(&'static str, SocketAddr)]) -> Vec<ListenError> {
+    match bind(listeners) {
+        Ok(_held) => Vec::new(),
+        Err(errors) => errors,
+    }
+}
+
+/// Binds every address of `listeners` and keeps them (for the privilege drop: bound as root,
+/// handed to pingora with [`hand_over`]).
+pub fn bind(
+    listeners: &[(&'static str, SocketAddr)],
+) -> Result<Vec<(SocketAddr, TcpListener)>, Vec<ListenError>> {
     let mut held = Vec::with_capacity(listeners.len());
     let mut errors = Vec::new();
     for &(setting, addr) in listeners {
         match TcpListener::bind(addr) {
-            Ok(l) => held.push(l),
+            Ok(l) => held.push((addr, l)),
             Err(source) => errors.push(ListenError {
                 addr,
                 setting,
@@ -71,8 +83,41 @@ pub fn check(listeners: &[(&'static str, SocketAddr)]) -> Vec<ListenError> {
             }),
         }
     }
-    drop(held);
-    errors
+    if errors.is_empty() {
+        Ok(held)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Sends bound `listeners` over pingora's listener hand-over socket `sock` (what an old process
+/// does for `-u`), from a thread: the pingora server must have been made with `upgrade: true`
+/// and `upgrade_sock: sock`, and its `bootstrap()` receives them. Our copies are closed once
+/// sent. Join the handle after `bootstrap()` returns.
+pub fn hand_over(
+    listeners: Vec<(SocketAddr, TcpListener)>,
+    sock: String,
+) -> std::io::Result<std::thread::JoinHandle<Result<(), String>>> {
+    std::thread::Builder::new()
+        .name("aralez-hand-over".into())
+        .spawn(move || {
+            use std::os::fd::AsRawFd;
+            let mut fds = pingora::server::Fds::new();
+            for (addr, l) in &listeners {
+                // pingora's runtime expects non-blocking sockets (as an old process's are); the
+                // flag belongs to the socket, so the copy pingora receives has it too
+                if let Err(e) = l.set_nonblocking(true) {
+                    return Err(format!("{addr}: {e}"));
+                }
+                fds.add(addr.to_string(), l.as_raw_fd());
+            }
+            let sent = fds
+                .send_to_sock(sock.as_str())
+                .map(|_| ())
+                .map_err(|e| format!("handing the listeners over: {e}"));
+            drop(listeners);
+            sent
+        })
 }
 
 /// The start-up step: unless `upgrade`, checks every listener of `cfg`; `Err` holds every

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
@@ -160,11 +160,21 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     };
     log::info!("generation {} active", store.load().hash());
-    if let Err(errors) = crate::listen_check::preflight(cfg, opts.upgrade) {
-        for e in errors {
+    let privileges = match crate::privilege::target(cfg.user.as_deref(), cfg.group.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
             log::error!("{e}");
+            return Exit::Usage;
         }
-        return Exit::Usage;
+    };
+    // without a privilege drop pingora binds the listeners itself: check them first
+    if privileges.is_none() {
+        if let Err(errors) = crate::listen_check::preflight(cfg, opts.upgrade) {
+            for e in errors {
+                log::error!("{e}");
+            }
+            return Exit::Usage;
+        }
     }
 
     let daemon = opts.daemon || cfg.daemon;
@@ -182,26 +192,35 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     }
 
-    let mut conf = ServerConf {
-        threads: cfg.threads,
-        daemon,
-        upgrade_sock: main.resolve(&cfg.upgrade_sock.value).display().to_string(),
-        upstream_keepalive_pool_size: cfg.upstream_keepalive_pool_size,
-        grace_period_seconds: Some(1),
-        graceful_shutdown_timeout_seconds: Some(10),
-        work_stealing: false,
-        ..ServerConf::default()
+    let conf = || {
+        let mut conf = ServerConf {
+            threads: cfg.threads,
+            daemon,
+            upgrade_sock: main.resolve(&cfg.upgrade_sock.value).display().to_string(),
+            upstream_keepalive_pool_size: cfg.upstream_keepalive_pool_size,
+            grace_period_seconds: Some(1),
+            graceful_shutdown_timeout_seconds: Some(10),
+            work_stealing: false,
+            ..ServerConf::default()
+        };
+        if let (true, Some(path)) = (daemon, &pid_path) {
+            conf.pid_file = path.display().to_string();
+        }
+        conf
     };
-    if let (true, Some(path)) = (daemon, &pid_path) {
-        conf.pid_file = path.display().to_string();
-    }
-    let opt = Opt {
-        upgrade: opts.upgrade,
-        daemon,
-        ..Opt::default()
+    let started = match &privileges {
+        None => Ok(crate::process::bootstrap(conf(), opts.upgrade, daemon)),
+        Some(target) => {
+            crate::process::bootstrap_and_drop(&conf, opts.upgrade, daemon, cfg, target)
+        }
     };
-    let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
+    let mut server = match started {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            return Exit::Usage;
+        }
+    };
     let conf = server.configuration.clone();
 
     let proxy_settings = ProxySettings {

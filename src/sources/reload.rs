@@ -146,6 +146,12 @@ pub struct SecretFiles {
 impl SecretFiles {
     /// The secret files of whatever `store` serves; `base` is upstreams.yaml's folder.
     pub fn new(store: Arc<GenerationStore>, base: PathBuf) -> Self {
+        // the folder of a bare `upstreams.yaml` is the working directory
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
         Self { store, base }
     }
 

@@ -515,6 +515,8 @@ pub struct ProxyOpts<'a> {
     /// Start from the config folder with a relative `-c main.yaml` (as `cd etc && aralez -c
     /// main.yaml`), instead of an absolute path from the test's working directory.
     pub relative_conf: bool,
+    /// The proxy listener's address (default: a free port on 127.0.0.1).
+    pub http_addr: Option<SocketAddr>,
 }
 
 impl Proxy {
@@ -524,7 +526,9 @@ impl Proxy {
 
     pub fn start_opts(upstreams: &str, opts: ProxyOpts<'_>) -> Self {
         let dir = TempDir::new("proxy");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = opts
+            .http_addr
+            .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let files = opts.file_server.map(|_| {
             format!("127.0.0.1:{}", free_port())
@@ -587,6 +591,11 @@ impl Proxy {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Replaces upstreams.yaml (atomic rename).

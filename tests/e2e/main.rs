@@ -15,6 +15,7 @@ mod auth;
 mod cli;
 mod files;
 mod http1_conformance;
+mod privilege;
 mod process;
 mod protocols;
 mod proxy;
