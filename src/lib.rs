@@ -20,6 +20,7 @@ pub mod limits;
 pub mod listen_check;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod privilege;
 pub mod process;
 pub mod proxy;

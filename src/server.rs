@@ -362,12 +362,17 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     Exit::Success
 }
 
+/// Flips `/readyz` (and tells systemd `READY=1`) once the listeners it depends on serve; tells
+/// systemd `STOPPING=1` when the graceful shutdown starts.
 struct Readiness(Arc<AtomicBool>);
 
 #[async_trait]
 impl BackgroundService for Readiness {
-    async fn start(&self, _shutdown: ShutdownWatch) {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
         self.0.store(true, Ordering::Release);
+        crate::notify::notify("READY=1");
+        let _ = shutdown.changed().await;
+        crate::notify::notify("STOPPING=1");
     }
 }
 

@@ -265,6 +265,17 @@ fn watch_failed(store: &GenerationStore, name: &str, e: &WatchError) {
 }
 
 fn reload(store: &GenerationStore, sources: &[Box<dyn Source>], trigger: Trigger) {
+    if trigger == Trigger::Sighup {
+        // systemd's `ExecReload=kill -HUP`: tell it when the reload starts and ends
+        crate::notify::reloading();
+        read_and_apply(store, sources, trigger);
+        crate::notify::notify("READY=1");
+    } else {
+        read_and_apply(store, sources, trigger);
+    }
+}
+
+fn read_and_apply(store: &GenerationStore, sources: &[Box<dyn Source>], trigger: Trigger) {
     let name = trigger.as_str();
     let Some(mut inputs) = store.inputs() else {
         return;

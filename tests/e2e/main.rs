@@ -21,5 +21,7 @@ mod protocols;
 mod proxy;
 mod reload;
 mod slow_clients;
+mod systemd;
 mod tls;
 mod traffic;
+mod upgrade;
