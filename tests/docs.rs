@@ -6,3 +6,7 @@
 
 #[path = "docs/cli.rs"]
 mod cli;
+#[path = "docs/schema.rs"]
+mod schema;
+#[path = "docs/validator.rs"]
+mod validator;
