@@ -6,6 +6,10 @@
 
 #[path = "docs/cli.rs"]
 mod cli;
+#[path = "docs/links.rs"]
+mod links;
+#[path = "docs/metrics.rs"]
+mod metrics;
 #[path = "docs/schema.rs"]
 mod schema;
 #[path = "docs/validator.rs"]
