@@ -11,6 +11,7 @@ pub mod diag;
 mod diff;
 mod document;
 mod input;
+pub mod keys;
 pub mod mainconf;
 pub mod matcher;
 pub mod plan;

@@ -1,7 +1,9 @@
 //! Subcommands of the `aralez` binary other than `run` (see [`crate::server`]).
 
+pub mod args;
 pub mod check;
 pub mod compile;
+pub mod completions;
 pub mod diff;
 pub mod healthcheck;
 pub mod route;

@@ -2,7 +2,7 @@
 
 mod cidr;
 mod diff;
-mod parse;
+pub(crate) mod parse;
 
 use std::net::SocketAddr;
 

@@ -15,8 +15,9 @@ use crate::walk::{self, pos, Entry};
 use crate::yaml::{Node, Value};
 use crate::ypath;
 
-/// Every key of main.yaml.
-const KEYS: &[&str] = &[
+/// Every key of main.yaml: the parser refuses any other (E0005 with a did-you-mean), and
+/// [`crate::keys::MAIN`] exposes this table to tools.
+pub const KEYS: &[&str] = &[
     "access_log",
     "admin_public_readonly",
     "client_body_buffer_size",

@@ -13,8 +13,9 @@ use super::policy::deprecated;
 
 const AUTH_TYPES: &[&str] = &["basic", "apikey", "jwt"];
 
-/// Every key of an `authorization` block (for did-you-mean).
-const AUTH_KEYS: &[&str] = &[
+/// Every key of an `authorization` block (for did-you-mean), without the Aralez 0.92 spelling
+/// `data` of `creds`; exposed to tools as [`crate::keys::AUTHORIZATION`].
+pub const AUTH_KEYS: &[&str] = &[
     "audience",
     "creds",
     "creds_file",

@@ -1,9 +1,9 @@
 //! Compiling upstreams.yaml (+ conf.d) into a [`Plan`].
 
-mod auth;
+pub(crate) mod auth;
 mod build;
-mod policy;
-mod providers;
+pub(crate) mod policy;
+pub(crate) mod providers;
 mod schema;
 
 use std::collections::BTreeMap;

@@ -40,8 +40,10 @@ pub(crate) struct ProviderSection {
     pub services: Vec<Service>,
 }
 
-const CONSUL_KEYS: &[&str] = &["servers", "services", "token", "token_file"];
-const KUBE_KEYS: &[&str] = &["namespace", "servers", "services", "tokenpath"];
+/// Every key of a `consul:` section (exposed as [`crate::keys::CONSUL`]).
+pub const CONSUL_KEYS: &[&str] = &["servers", "services", "token", "token_file"];
+/// Every key of a `kubernetes:` section (exposed as [`crate::keys::KUBERNETES`]).
+pub const KUBE_KEYS: &[&str] = &["namespace", "servers", "services", "tokenpath"];
 
 /// Parses a `consul:` or `kubernetes:` section.
 pub(crate) fn section(
