@@ -339,3 +339,69 @@ fn pid_file_and_error_log_errors_name_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn daemon_forks_writes_the_pid_file_and_logs_to_error_log() {
+    let dir = crate::common::TempDir::new("daemon");
+    let backend = Backend::start("b1");
+    let (http, admin) = (crate::common::free_port(), crate::common::free_port());
+    dir.write("upstreams.yaml", &upstreams(&backend));
+    let main = dir.write(
+        "main.yaml",
+        &format!(
+            "proxy_address_http: \"127.0.0.1:{http}\"\nconfig_address: \"127.0.0.1:{admin}\"\nupstreams_conf: upstreams.yaml\npid_file: aralez.pid\nerror_log: aralez.log\nupgrade_sock: \"{}\"\n",
+            dir.path().join("upgrade.sock").display()
+        ),
+    );
+    let launched = crate::common::run_cli_bounded(
+        &["-c", main.to_str().unwrap(), "-d"],
+        dir.path(),
+        Duration::from_secs(10),
+    );
+    let (code, _, stderr) = launched.expect("the launcher returns");
+    assert_eq!(code, 0, "{stderr}");
+    let pid_file = dir.path().join("aralez.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no pid file");
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: u32 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    assert_ne!(
+        ppid,
+        std::process::id(),
+        "the daemon is detached from its launcher"
+    );
+    let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let ready = Instant::now() + Duration::from_secs(10);
+    while get(admin_addr, "admin", "/readyz", &[]).map_or(true, |r| r.status != 200) {
+        assert!(Instant::now() < ready, "the daemon never became ready");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let r = get(format!("127.0.0.1:{http}").parse().unwrap(), "x", "/", &[]).unwrap();
+    assert_eq!(r.status, 200);
+    let log = std::fs::read_to_string(dir.path().join("aralez.log")).unwrap();
+    assert!(log.contains("generation"), "{log}");
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    let gone = Instant::now() + Duration::from_secs(15);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < gone, "the daemon did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(!pid_file.exists(), "the pid file is removed on exit");
+}
