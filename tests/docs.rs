@@ -6,6 +6,8 @@
 
 #[path = "docs/cli.rs"]
 mod cli;
+#[path = "docs/kubernetes.rs"]
+mod kubernetes;
 #[path = "docs/links.rs"]
 mod links;
 #[path = "docs/metrics.rs"]

@@ -84,10 +84,12 @@ impl Source for UpstreamFiles {
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
         let conf_d = conf_d_dir(&file);
         let watched_conf_d = conf_d.clone();
+        // a Kubernetes ConfigMap volume swaps its files through the `..data` symlink
+        let swapped = dir.join("..data");
         DirWatch::new(
             &dir,
             vec![conf_d],
-            move |p| p == file || p.starts_with(&watched_conf_d),
+            move |p| p == file || p == swapped || p.starts_with(&watched_conf_d),
             move || notify.changed(),
         )
     }

@@ -427,3 +427,32 @@ fn config_status_answers_within_100_ms_while_a_reload_waits_on_the_network() {
         "status took {slowest:?} during a {applied:?} reload"
     );
 }
+
+#[test]
+fn a_configmap_style_symlink_swap_is_applied() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let proxy = Proxy::start(&one_route("svc.example.com", &a));
+    let dir = proxy.dir.path();
+    // the layout of a Kubernetes ConfigMap volume: upstreams.yaml -> ..data/upstreams.yaml,
+    // ..data -> ..<version>; an update writes a new version folder and renames a new ..data link
+    // over the old one (the file upstreams.yaml itself never changes)
+    let version = |name: &str, text: &str| {
+        std::fs::create_dir(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("upstreams.yaml"), text).unwrap();
+    };
+    version("..v1", &one_route("svc.example.com", &a));
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/upstreams.yaml", dir.join("upstreams.yaml.new")).unwrap();
+    std::fs::rename(dir.join("upstreams.yaml.new"), dir.join("upstreams.yaml")).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(routes_to(&proxy, "svc.example.com", "a"));
+    let before = proxy.active_hash();
+
+    version("..v2", &one_route("svc.example.com", &b));
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let applied = proxy.wait_for(Duration::from_secs(3), || {
+        proxy.active_hash() != before && routes_to(&proxy, "svc.example.com", "b")
+    });
+    assert!(applied.is_some(), "{}", proxy.log_text());
+}
