@@ -1,5 +1,6 @@
 //! main.yaml: the process settings (listeners, threads, admin API, TLS, health checks, logs).
 
+mod checks;
 mod cidr;
 mod diff;
 pub(crate) mod parse;
