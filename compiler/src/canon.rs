@@ -34,6 +34,10 @@ pub(crate) fn hash(plan: &Plan) -> String {
             h.list(c.servers.iter().map(String::as_str));
             h.opt(c.token.as_deref());
             h.opt(c.token_file.as_deref());
+            h.opt(c.datacenter.as_deref());
+            h.num(c.wait_seconds);
+            h.opt(c.tls.ca_file.as_deref());
+            h.opt(c.tls.server_name.as_deref());
         }
     }
     match &plan.kubernetes {
@@ -218,6 +222,12 @@ fn value(plan: &Plan, redact: bool) -> Value {
             "servers": c.servers,
             "token": secret(c.token.as_deref(), redact),
             "token_file": c.token_file,
+            "datacenter": c.datacenter,
+            "wait_seconds": c.wait_seconds,
+            "tls": {
+                "ca_file": c.tls.ca_file,
+                "server_name": c.tls.server_name,
+            },
         })),
         "global_jwt": plan.global_jwt.as_ref().map(claims),
         "kubernetes": plan.kubernetes.as_ref().map(|k| json!({

@@ -18,6 +18,9 @@ pub use crate::upstreams::auth::AUTH_KEYS as AUTHORIZATION;
 /// Every key of the `consul:` provider section.
 pub use crate::upstreams::providers::CONSUL_KEYS as CONSUL;
 
+/// Every key of the `tls:` block of the `consul:` section.
+pub use crate::upstreams::providers::CONSUL_TLS_KEYS as CONSUL_TLS;
+
 /// Every key of the `kubernetes:` provider section.
 pub use crate::upstreams::providers::KUBE_KEYS as KUBERNETES;
 

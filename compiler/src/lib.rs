@@ -32,7 +32,7 @@ pub use mainconf::{
     MainChange, MainConfig, TlsGrade,
 };
 pub use plan::{
-    Auth, Backend, ConsulConfig, Creds, Discovery, HeaderList, HostTable, JwtClaims,
+    Auth, Backend, ConsulConfig, ConsulTls, Creds, Discovery, HeaderList, HostTable, JwtClaims,
     KubernetesConfig, PathTable, Plan, Provider, Route, RouteIdx, Sticky,
     DEFAULT_JWT_LEEWAY_SECONDS, MAX_JWT_LEEWAY_SECONDS,
 };

@@ -44,8 +44,24 @@ pub struct ConsulConfig {
     /// `X-Consul-Token` value (secret: redacted in plan JSON, included in the hash).
     #[serde(skip)]
     pub token: Option<String>,
-    /// File to read the token from (resolved by the runtime).
+    /// File to read the token from (resolved by the runtime, re-read when it changes); wins over
+    /// `token` when both are set.
     pub token_file: Option<String>,
+    /// Datacenter to query (`&dc=`); `None`: the agent's own.
+    pub datacenter: Option<String>,
+    /// Longest time one blocking query is held by Consul (`wait`), in seconds (default 300).
+    pub wait_seconds: u64,
+    /// TLS settings for `https://` servers.
+    pub tls: ConsulTls,
+}
+
+/// TLS settings of the Consul client (verification is always on for `https://` servers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConsulTls {
+    /// PEM file of the CA certificates to trust instead of the built-in web roots.
+    pub ca_file: Option<String>,
+    /// Name to verify the servers' certificates against instead of the URL's host.
+    pub server_name: Option<String>,
 }
 
 /// Kubernetes discovery settings.

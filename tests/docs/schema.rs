@@ -57,7 +57,7 @@ fn main_schema_names_exactly_the_compiler_keys() {
 #[test]
 fn upstreams_schema_names_exactly_the_compiler_keys() {
     let s = schema("upstreams.schema.json");
-    let places: [(&str, &str, Vec<&str>); 6] = [
+    let places: [(&str, &str, Vec<&str>); 7] = [
         ("upstreams.yaml globals", "", keys::upstreams_global()),
         ("a virtual host", "/$defs/host", keys::upstreams_host()),
         ("a path", "/$defs/path", keys::upstreams_path()),
@@ -67,6 +67,11 @@ fn upstreams_schema_names_exactly_the_compiler_keys() {
             keys::provider_service(),
         ),
         ("consul", "/$defs/consul", keys::CONSUL.to_vec()),
+        (
+            "consul tls",
+            "/$defs/consul/properties/tls",
+            keys::CONSUL_TLS.to_vec(),
+        ),
         ("kubernetes", "/$defs/kubernetes", keys::KUBERNETES.to_vec()),
     ];
     for (what, pointer, compiler) in places {
@@ -191,6 +196,7 @@ fn configuration_reference_names_every_key() {
     all.extend(keys::provider_service());
     all.extend(keys::AUTHORIZATION);
     all.extend(keys::CONSUL);
+    all.extend(keys::CONSUL_TLS);
     all.extend(keys::KUBERNETES);
     // named in a code span (`key`, `key: value`) or as a key in a YAML example
     let missing: Vec<&str> = all

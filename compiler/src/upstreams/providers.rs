@@ -3,7 +3,7 @@
 use crate::codes;
 use crate::diag::Sink;
 use crate::input::Context;
-use crate::plan::{ConsulConfig, KubernetesConfig, Provider};
+use crate::plan::{ConsulConfig, ConsulTls, KubernetesConfig, Provider};
 use crate::values::{self, HostKey};
 use crate::walk::{self, pos, Entry};
 use crate::ypath;
@@ -41,7 +41,21 @@ pub(crate) struct ProviderSection {
 }
 
 /// Every key of a `consul:` section (exposed as [`crate::keys::CONSUL`]).
-pub const CONSUL_KEYS: &[&str] = &["servers", "services", "token", "token_file"];
+pub const CONSUL_KEYS: &[&str] = &[
+    "datacenter",
+    "servers",
+    "services",
+    "tls",
+    "token",
+    "token_file",
+    "wait_seconds",
+];
+/// Every key of the `tls:` block of a `consul:` section (exposed as [`crate::keys::CONSUL_TLS`]).
+pub const CONSUL_TLS_KEYS: &[&str] = &["ca_file", "server_name"];
+/// Default `wait_seconds` of a Consul blocking query (Consul's own default is 5 minutes too).
+pub const DEFAULT_CONSUL_WAIT_SECONDS: u64 = 300;
+/// Largest `wait_seconds` (Consul caps `wait` at 10 minutes).
+pub const MAX_CONSUL_WAIT_SECONDS: i64 = 600;
 /// Every key of a `kubernetes:` section (exposed as [`crate::keys::KUBERNETES`]).
 pub const KUBE_KEYS: &[&str] = &["namespace", "servers", "services", "tokenpath"];
 
@@ -67,6 +81,10 @@ pub(crate) fn section(
     let mut namespace = None;
     let mut services = Vec::new();
     let mut had_servers = false;
+    let mut bad_server = false;
+    let mut datacenter = None;
+    let mut wait_seconds = DEFAULT_CONSUL_WAIT_SECONDS;
+    let mut tls = ConsulTls::default();
     for se in &entries {
         let p = ypath::key(path, se.key);
         if !known.contains(&se.key) {
@@ -91,6 +109,7 @@ pub(crate) fn section(
                         values::server(s).map(|b| addr_servers.push(b))
                     };
                     if let Err((code, msg)) = parsed {
+                        bad_server = true;
                         sink.report(code, pos(item), &ip, msg);
                     }
                 }
@@ -102,6 +121,19 @@ pub(crate) fn section(
             "tokenpath" => {
                 tokenpath = walk::nonempty_str_of(sink, se.value, &p).map(str::to_string)
             }
+            "datacenter" => {
+                datacenter = walk::nonempty_str_of(sink, se.value, &p).and_then(|s| {
+                    name_ok(sink, se.value, &p, s, "datacenter").then(|| s.to_string())
+                })
+            }
+            "wait_seconds" => {
+                if let Some(n) =
+                    walk::int_of(sink, se.value, &p, 1, MAX_CONSUL_WAIT_SECONDS, "wait_seconds")
+                {
+                    wait_seconds = n.unsigned_abs();
+                }
+            }
+            "tls" => tls = consul_tls(sink, se.value, &p).unwrap_or_default(),
             "namespace" => {
                 namespace = walk::nonempty_str_of(sink, se.value, &p).and_then(|s| {
                     name_ok(sink, se.value, &p, s, "namespace").then(|| s.to_string())
@@ -120,7 +152,8 @@ pub(crate) fn section(
             }
         }
     }
-    if kind == Provider::Consul && !had_servers {
+    let no_servers = had_servers && url_servers.is_empty() && !bad_server;
+    if kind == Provider::Consul && (!had_servers || no_servers) {
         sink.report(
             codes::MISSING_KEY,
             pos(e.key_node),
@@ -134,6 +167,9 @@ pub(crate) fn section(
                 servers: url_servers,
                 token,
                 token_file,
+                datacenter,
+                wait_seconds,
+                tls,
             }),
             None,
         )
@@ -153,6 +189,36 @@ pub(crate) fn section(
         kubernetes,
         services,
     })
+}
+
+/// The `tls:` block of a `consul:` section.
+fn consul_tls(sink: &mut Sink<'_>, node: &crate::yaml::Node, path: &str) -> Option<ConsulTls> {
+    let entries = walk::entries(sink, node, path, "with `ca_file` and/or `server_name`")?;
+    let mut tls = ConsulTls::default();
+    for e in &entries {
+        let p = ypath::key(path, e.key);
+        match e.key {
+            "ca_file" => {
+                tls.ca_file = walk::nonempty_str_of(sink, e.value, &p).map(str::to_string);
+            }
+            "server_name" => {
+                tls.server_name = walk::nonempty_str_of(sink, e.value, &p).and_then(|s| {
+                    let ok = values::is_dns_name(s) || s.parse::<std::net::IpAddr>().is_ok();
+                    if !ok {
+                        sink.report(
+                            codes::BAD_HOST,
+                            pos(e.value),
+                            &p,
+                            format!("`server_name` `{s}` is not a DNS name or IP address"),
+                        );
+                    }
+                    ok.then(|| s.to_ascii_lowercase())
+                });
+            }
+            _ => walk::unknown_key(sink, e, path, CONSUL_TLS_KEYS),
+        }
+    }
+    Some(tls)
 }
 
 fn name_ok(sink: &mut Sink<'_>, node: &crate::yaml::Node, path: &str, s: &str, what: &str) -> bool {
