@@ -19,6 +19,7 @@ fn generation() -> Generation {
             files: vec![("bench.yaml".into(), YAML.into())],
         },
         certs: None,
+        discovered: Default::default(),
     };
     let registry = Registry::new(b"bench", None);
     build(

@@ -31,7 +31,7 @@ pub mod tls;
 
 /// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
 /// them (E0900) instead of silently ignoring them.
-pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["provider:consul", "provider:kubernetes"];
+pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["provider:kubernetes"];
 
 /// main.yaml keys this build parses but does not enforce yet (refused with E0900).
 pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[];

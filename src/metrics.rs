@@ -48,8 +48,17 @@ pub struct Metrics {
     pub config_watch_active: IntGaugeVec,
     /// `aralez_config_watch_errors_total{source}`: watches that could not be set up.
     pub config_watch_errors: IntCounterVec,
+    /// `aralez_provider_up{provider}` (1: every service watch of the provider synced on its last
+    /// query; 0: at least one fails and its last good endpoints keep serving).
+    pub provider_up: IntGaugeVec,
+    /// `aralez_provider_updates_total{provider,result}` (result: changed, unchanged, error).
+    pub provider_updates: IntCounterVec,
+    /// `aralez_provider_last_sync_timestamp_seconds{provider}`: Unix time of the last answer.
+    pub provider_last_sync: IntGaugeVec,
     /// Per watched source, the last watch error (`None`: armed), for `/config/status`.
     watch_state: Mutex<BTreeMap<String, Option<String>>>,
+    /// Per provider, its state as `/config/status` shows it.
+    provider_state: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 /// One watched source as `/config/status` shows it.
@@ -187,7 +196,23 @@ impl Metrics {
                 "File watches that could not be set up, by source.",
                 &["source"],
             )?,
+            provider_up: gauge_vec(
+                "aralez_provider_up",
+                "1 when every service watch of a discovery provider synced on its last query.",
+                &["provider"],
+            )?,
+            provider_updates: counter(
+                "aralez_provider_updates_total",
+                "Answers of a discovery provider, by result (changed, unchanged, error).",
+                &["provider", "result"],
+            )?,
+            provider_last_sync: gauge_vec(
+                "aralez_provider_last_sync_timestamp_seconds",
+                "Unix time of the last successful answer of a discovery provider.",
+                &["provider"],
+            )?,
             watch_state: Mutex::new(BTreeMap::new()),
+            provider_state: Mutex::new(BTreeMap::new()),
             registry,
         })
     }
@@ -222,6 +247,30 @@ impl Metrics {
 
     fn watch_states_mut(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
         self.watch_state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the state of a discovery provider for `/config/status` (`None`: it stopped).
+    pub fn set_provider_state(&self, provider: &str, state: Option<serde_json::Value>) {
+        let mut map = self
+            .provider_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match state {
+            Some(s) => {
+                map.insert(provider.to_string(), s);
+            }
+            None => {
+                map.remove(provider);
+            }
+        }
+    }
+
+    /// Every running discovery provider and its state.
+    pub fn provider_states(&self) -> BTreeMap<String, serde_json::Value> {
+        self.provider_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records a new active plan hash (the previous one's series is removed).

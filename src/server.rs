@@ -145,6 +145,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     let inputs = Inputs {
         upstreams: sources.clone(),
         certs,
+        discovered: Default::default(),
     };
     let store = match GenerationStore::start(
         inputs,
@@ -348,6 +349,11 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         .parent()
         .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
     sources.push(Box::new(crate::sources::reload::SecretFiles::new(
+        store.clone(),
+        base.clone(),
+    )));
+    // follows the plan: idle unless it says `provider: consul`
+    sources.push(Box::new(crate::sources::consul::ConsulSource::new(
         store.clone(),
         base,
     )));

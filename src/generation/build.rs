@@ -4,9 +4,10 @@
 //! --main` validates through [`compile`], the same first step, so it accepts and refuses the same
 //! upstreams inputs as the running proxy.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aralez_compiler::{Diagnostic, Plan};
+use aralez_compiler::{Backend, Diagnostic, Plan};
 
 use super::runtime::{self, RouteRuntime};
 use crate::auth::{AuthSettings, AuthTable, SecretFiles};
@@ -15,6 +16,10 @@ use crate::config::UpstreamSources;
 use crate::tls::certs::PairError;
 use crate::tls::certset::{hex, CertInput, CertSet};
 
+/// Endpoints found by service discovery: service name to its endpoints, sorted and unique. A
+/// service that is absent has not been synced yet; one with an empty list has no passing instance.
+pub type Discovered = BTreeMap<String, Vec<Backend>>;
+
 /// Everything a generation is built from, as read from its sources.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inputs {
@@ -22,6 +27,8 @@ pub struct Inputs {
     pub upstreams: UpstreamSources,
     /// The certificate folder, when a TLS listener is configured.
     pub certs: Option<CertInput>,
+    /// The endpoints of discovered services (Consul), as last synced.
+    pub discovered: Discovered,
 }
 
 /// Settings from main.yaml that the build needs on every reload.
@@ -98,7 +105,7 @@ pub fn build(
 ) -> Result<Built, Vec<Diagnostic>> {
     let (compiled, auth, mut warnings) = compile(&inputs.upstreams, settings)?;
     let plan = compiled.value;
-    let (routes, peer_warnings) = runtime::routes(&plan, auth.routes, registry);
+    let (routes, peer_warnings) = runtime::routes(&plan, auth.routes, registry, &inputs.discovered);
     warnings.extend(peer_warnings);
     let mut cert_errors = Vec::new();
     let certs = match &inputs.certs {
@@ -125,16 +132,7 @@ pub fn build(
             }
         }
     };
-    let hash = match &certs {
-        None => plan.hash().to_string(),
-        Some(set) => {
-            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-            ctx.update(plan.hash().as_bytes());
-            ctx.update(b"\0");
-            ctx.update(set.fingerprint().as_bytes());
-            hex(ctx.finish().as_ref())
-        }
-    };
+    let hash = generation_hash(&plan, certs.as_deref(), &inputs.discovered);
     let generation = Generation {
         plan,
         routes,
@@ -150,6 +148,46 @@ pub fn build(
         warnings,
         cert_errors,
     })
+}
+
+/// The hash of a generation: the plan hash alone when it serves no certificates and discovers
+/// nothing; else a SHA-256 over the plan hash, the certificate fingerprint and the endpoints of
+/// the services its routes discover (only those: endpoints of services no route uses do not count).
+fn generation_hash(plan: &Plan, certs: Option<&CertSet>, discovered: &Discovered) -> String {
+    let services: std::collections::BTreeSet<&str> = plan
+        .routes()
+        .iter()
+        .filter_map(|r| r.discovery.as_ref().map(|d| d.service.as_str()))
+        .collect();
+    if certs.is_none() && services.is_empty() {
+        return plan.hash().to_string();
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(plan.hash().as_bytes());
+    if let Some(set) = certs {
+        ctx.update(b"\0");
+        ctx.update(set.fingerprint().as_bytes());
+    }
+    if !services.is_empty() {
+        ctx.update(b"\0discovered");
+        for service in services {
+            let mut field = |bytes: &[u8]| {
+                ctx.update(&(bytes.len() as u64).to_le_bytes());
+                ctx.update(bytes);
+            };
+            field(service.as_bytes());
+            match discovered.get(service) {
+                None => field(b"-"),
+                Some(endpoints) => {
+                    field(b"+");
+                    for e in endpoints {
+                        field(e.to_string().as_bytes());
+                    }
+                }
+            }
+        }
+    }
+    hex(ctx.finish().as_ref())
 }
 
 impl Generation {

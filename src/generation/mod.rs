@@ -23,7 +23,7 @@ use crate::tls::upstream::{Detector, Target};
 mod build;
 mod runtime;
 
-pub use build::{build, compile, Built, CompileSettings, Generation, Inputs, Loaded};
+pub use build::{build, compile, Built, CompileSettings, Discovered, Generation, Inputs, Loaded};
 pub use runtime::{backend_id, Peer, RouteIdx, RoutePeers, RouteRuntime};
 
 /// Seconds since the Unix epoch (the one clock of generations, limits and token checks).
@@ -125,7 +125,11 @@ pub struct GenerationStore {
     registry: Arc<Registry>,
     detector: Option<Arc<Detector>>,
     changed: Arc<tokio::sync::Notify>,
+    swap_hooks: Mutex<Vec<SwapHook>>,
 }
+
+/// Called with every generation that starts serving (see [`GenerationStore::on_swap`]).
+pub type SwapHook = Box<dyn Fn(&Generation) + Send + Sync>;
 
 impl GenerationStore {
     /// Builds the first generation; on failure returns the diagnostics and nothing starts.
@@ -149,6 +153,7 @@ impl GenerationStore {
             registry,
             detector,
             changed: Arc::new(tokio::sync::Notify::new()),
+            swap_hooks: Mutex::new(Vec::new()),
         };
         let attempt = Attempt {
             trigger: "start".into(),
@@ -177,6 +182,17 @@ impl GenerationStore {
     /// Notified after every swap (the health checker probes new generations at once).
     pub fn changed(&self) -> Arc<tokio::sync::Notify> {
         self.changed.clone()
+    }
+
+    /// Calls `hook` with every generation that starts serving from now on (a provider follows
+    /// its settings in the plan this way, whether the plan came from the files or a push). The
+    /// hook runs on the applying thread under the reload lock: it must be quick and must not
+    /// apply anything itself.
+    pub fn on_swap(&self, hook: SwapHook) {
+        self.swap_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
     }
 
     /// The inputs of the serving generation (a source reads its part into a copy of them).
@@ -227,9 +243,11 @@ impl GenerationStore {
         save: Option<&dyn Fn() -> std::io::Result<()>>,
     ) -> (Outcome, Option<std::io::Result<()>>) {
         let mut pipeline = self.lock();
+        let last = pipeline.last_input.as_ref();
         let inputs = Inputs {
             upstreams: pushed.clone(),
-            certs: pipeline.last_input.as_ref().and_then(|i| i.certs.clone()),
+            certs: last.and_then(|i| i.certs.clone()),
+            discovered: last.map(|i| i.discovered.clone()).unwrap_or_default(),
         };
         let outcome = self.apply_locked(&mut pipeline, inputs, "api");
         if matches!(outcome, Outcome::Rejected(_)) {
@@ -286,6 +304,14 @@ impl GenerationStore {
                 let previous = pipeline.last_input.as_ref();
                 self.serving(&generation, previous, &inputs, &built.cert_errors);
                 self.changed.notify_one();
+                for hook in self
+                    .swap_hooks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                {
+                    hook(&generation);
+                }
                 pipeline.last_input = Some(inputs);
                 pipeline.last_rejection = None;
                 log::info!("config applied ({trigger}): generation {hash}");
@@ -431,6 +457,7 @@ impl GenerationStore {
             "last_attempt": board.last_attempt,
             "unsaved_push": board.unsaved_push_at.map(|at| serde_json::json!({ "at": at })),
             "watch": self.metrics.watch_states(),
+            "providers": self.metrics.provider_states(),
         })
         .to_string()
     }

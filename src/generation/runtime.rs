@@ -58,10 +58,14 @@ pub struct Peer {
 /// (blocking DNS for names; literals are parsed), those that do not resolve left out and
 /// reported in the returned warnings. Runtime state comes from `registry`, so unchanged routes
 /// and backends keep theirs.
+///
+/// A route whose backends a provider discovers takes them from `discovered` (none, with a
+/// warning, while its service has not been synced or has no passing instance).
 pub(super) fn routes(
     plan: &Plan,
     auth: Vec<Option<RouteAuth>>,
     registry: &Registry,
+    discovered: &super::Discovered,
 ) -> (Vec<RouteRuntime>, Vec<String>) {
     let mut warnings = Vec::new();
     let mut cache: std::collections::HashMap<(String, u16), Option<SocketAddr>> =
@@ -71,8 +75,32 @@ pub(super) fn routes(
         .routes()
         .iter()
         .map(|route| {
-            let peers = route
-                .backends
+            let backends = match &route.discovery {
+                None => route.backends.as_slice(),
+                Some(d) => match discovered.get(&d.service) {
+                    Some(list) => {
+                        if list.is_empty() {
+                            warnings.push(format!(
+                                "route {}: {} service `{}` has no passing instance",
+                                route.id,
+                                d.provider.as_str(),
+                                d.service
+                            ));
+                        }
+                        list.as_slice()
+                    }
+                    None => {
+                        warnings.push(format!(
+                            "route {}: {} service `{}` is not synced yet; no backend until it is",
+                            route.id,
+                            d.provider.as_str(),
+                            d.service
+                        ));
+                        &[]
+                    }
+                },
+            };
+            let peers = backends
                 .iter()
                 .filter_map(|b| {
                     let addr = *cache

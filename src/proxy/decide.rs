@@ -163,6 +163,7 @@ mod tests {
                 files: vec![("t.yaml".into(), yaml.into())],
             },
             certs: None,
+            discovered: Default::default(),
         };
         let settings = crate::generation::CompileSettings {
             tls_listener: true,

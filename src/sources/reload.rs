@@ -4,7 +4,9 @@
 //! never overlap; one SIGHUP handler for everything.
 //!
 //! A source is a [`Source`]: a name (the `source` label in metrics and `/config/status`), a
-//! watch, and a read. Providers (Consul, Kubernetes) and ACME add a source, not a pipeline.
+//! watch, and a read. A watch is a folder watch that the reload thread re-arms, or threads of the
+//! source's own (Consul's blocking queries, see [`super::consul`]) that call the [`Notifier`] when
+//! their part changed. Providers and ACME add a source, not a pipeline.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -26,6 +28,8 @@ pub enum Trigger {
     File,
     /// SIGHUP: rebuild even if nothing changed (names are resolved again).
     Sighup,
+    /// A discovery provider (its name) saw new endpoints.
+    Provider(&'static str),
 }
 
 impl Trigger {
@@ -33,6 +37,7 @@ impl Trigger {
         match self {
             Self::File => "file",
             Self::Sighup => "sighup",
+            Self::Provider(name) => name,
         }
     }
 }
@@ -48,6 +53,22 @@ impl Notifier {
             let _ = tx.send(Trigger::File);
         }
     }
+
+    /// Wakes the reload thread for new endpoints of the discovery provider `name` (the trigger
+    /// label of the reload).
+    pub fn provider_changed(&self, name: &'static str) {
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send(Trigger::Provider(name));
+        }
+    }
+}
+
+/// What a source's watch left running.
+pub enum Watch {
+    /// A folder watch, re-armed by the reload thread around every reload.
+    Dir(DirWatch),
+    /// The source runs threads of its own that call the [`Notifier`]; nothing to re-arm.
+    Own,
 }
 
 /// Why a source's input could not be read (the previous generation keeps serving).
@@ -59,10 +80,13 @@ pub trait Source: Send {
     /// The `source` label in metrics and on `/config/status`.
     fn name(&self) -> &'static str;
     /// Starts watching; `notify` is called whenever the source may have changed.
-    fn watch(&self, notify: Notifier) -> Result<DirWatch, WatchError>;
+    fn watch(&self, notify: Notifier) -> Result<Watch, WatchError>;
     /// Called before each read and after each reload: watches folders that (re)appeared.
-    fn rearm(&self, watch: &mut DirWatch) -> Result<(), WatchError> {
-        watch.rearm()
+    fn rearm(&self, watch: &mut Watch) -> Result<(), WatchError> {
+        match watch {
+            Watch::Dir(w) => w.rearm(),
+            Watch::Own => Ok(()),
+        }
     }
     /// Reads this source's part into `inputs` (which holds the serving generation's inputs).
     /// `Err`: nothing is applied this time.
@@ -77,7 +101,7 @@ impl Source for UpstreamFiles {
         "upstreams"
     }
 
-    fn watch(&self, notify: Notifier) -> Result<DirWatch, WatchError> {
+    fn watch(&self, notify: Notifier) -> Result<Watch, WatchError> {
         let file = absolute(&self.0)?;
         let dir = file
             .parent()
@@ -92,6 +116,7 @@ impl Source for UpstreamFiles {
             move |p| p == file || p == swapped || p.starts_with(&watched_conf_d),
             move || notify.changed(),
         )
+        .map(Watch::Dir)
     }
 
     fn read(&self, inputs: &mut Inputs) -> Result<(), ReadError> {
@@ -110,7 +135,7 @@ impl Source for CertFolder {
         "certificates"
     }
 
-    fn watch(&self, notify: Notifier) -> Result<DirWatch, WatchError> {
+    fn watch(&self, notify: Notifier) -> Result<Watch, WatchError> {
         let folder = absolute(&self.0)?;
         let parent = folder
             .parent()
@@ -122,6 +147,7 @@ impl Source for CertFolder {
             move |p| p.starts_with(&watched),
             move || notify.changed(),
         )
+        .map(Watch::Dir)
     }
 
     /// An unreadable folder keeps the certificates as they are (logged).
@@ -175,7 +201,7 @@ impl Source for SecretFiles {
         "secrets"
     }
 
-    fn watch(&self, notify: Notifier) -> Result<DirWatch, WatchError> {
+    fn watch(&self, notify: Notifier) -> Result<Watch, WatchError> {
         let store = self.store.clone();
         let base = absolute(&self.base)?;
         DirWatch::new(
@@ -189,11 +215,17 @@ impl Source for SecretFiles {
             },
             move || notify.changed(),
         )
+        .map(Watch::Dir)
     }
 
-    fn rearm(&self, watch: &mut DirWatch) -> Result<(), WatchError> {
-        watch.set_folders(self.folders());
-        watch.rearm()
+    fn rearm(&self, watch: &mut Watch) -> Result<(), WatchError> {
+        match watch {
+            Watch::Dir(w) => {
+                w.set_folders(self.folders());
+                w.rearm()
+            }
+            Watch::Own => Ok(()),
+        }
     }
 
     /// Nothing to read here: the build reads the secret files itself.
@@ -209,7 +241,7 @@ impl Source for SecretFiles {
 pub fn spawn(store: Arc<GenerationStore>, sources: Vec<Box<dyn Source>>) -> std::io::Result<()> {
     let (tx, rx) = channel::<Trigger>();
     let notifier = Notifier(Arc::new(Mutex::new(tx.clone())));
-    let mut watches: Vec<Option<DirWatch>> = sources
+    let mut watches: Vec<Option<Watch>> = sources
         .iter()
         .map(|s| arm(&store, s.as_ref(), notifier.clone()))
         .collect();
@@ -222,7 +254,7 @@ pub fn spawn(store: Arc<GenerationStore>, sources: Vec<Box<dyn Source>>) -> std:
             loop {
                 match rx.recv_timeout(DEBOUNCE) {
                     Ok(Trigger::Sighup) => trigger = Trigger::Sighup,
-                    Ok(Trigger::File) => {}
+                    Ok(Trigger::File | Trigger::Provider(_)) => {}
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -237,8 +269,9 @@ pub fn spawn(store: Arc<GenerationStore>, sources: Vec<Box<dyn Source>>) -> std:
     Ok(())
 }
 
-fn arm(store: &GenerationStore, source: &dyn Source, notify: Notifier) -> Option<DirWatch> {
+fn arm(store: &GenerationStore, source: &dyn Source, notify: Notifier) -> Option<Watch> {
     match source.watch(notify) {
+        Ok(Watch::Own) => Some(Watch::Own),
         Ok(w) => {
             store.metrics().watch_armed(source.name());
             Some(w)
@@ -250,9 +283,9 @@ fn arm(store: &GenerationStore, source: &dyn Source, notify: Notifier) -> Option
     }
 }
 
-fn rearm(store: &GenerationStore, sources: &[Box<dyn Source>], watches: &mut [Option<DirWatch>]) {
+fn rearm(store: &GenerationStore, sources: &[Box<dyn Source>], watches: &mut [Option<Watch>]) {
     for (source, watch) in sources.iter().zip(watches.iter_mut()) {
-        if let Some(w) = watch.as_mut() {
+        if let Some(w) = watch.as_mut().filter(|w| matches!(w, Watch::Dir(_))) {
             match source.rearm(w) {
                 Ok(()) => store.metrics().watch_armed(source.name()),
                 Err(e) => watch_failed(store, source.name(), &e),

@@ -127,9 +127,14 @@ pub(crate) fn section(
                 })
             }
             "wait_seconds" => {
-                if let Some(n) =
-                    walk::int_of(sink, se.value, &p, 1, MAX_CONSUL_WAIT_SECONDS, "wait_seconds")
-                {
+                if let Some(n) = walk::int_of(
+                    sink,
+                    se.value,
+                    &p,
+                    1,
+                    MAX_CONSUL_WAIT_SECONDS,
+                    "wait_seconds",
+                ) {
                     wait_seconds = n.unsigned_abs();
                 }
             }
