@@ -13,6 +13,8 @@ mod tls_common;
 mod admin;
 mod auth;
 mod cli;
+mod consul;
+mod consul_double;
 mod files;
 mod http1_conformance;
 mod privilege;
