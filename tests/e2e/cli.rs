@@ -127,14 +127,43 @@ fn settings_this_build_does_not_enforce_are_refused() {
     let d = TempDir::new("cli");
     d.write(
         "up.yaml",
-        "provider: consul\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n",
+        "provider: kubernetes\nkubernetes: {services: []}\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n",
     );
     let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
     assert_eq!(code, 1);
     assert!(
-        err.contains("E0900") && err.contains("provider: consul") && err.contains("up.yaml:1:11"),
+        err.contains("E0900")
+            && err.contains("provider: kubernetes")
+            && err.contains("up.yaml:1:11"),
         "{err}"
     );
+}
+
+#[test]
+fn check_validates_a_consul_section_without_contacting_consul() {
+    let d = TempDir::new("cli");
+    // a listener that counts connections: check must not open any
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    d.write(
+        "up.yaml",
+        &format!(
+            "provider: consul\nconsul:\n  servers: [\"http://{addr}\"]\n  datacenter: dc1\n  wait_seconds: 30\n  token_file: missing.token\n  tls: {{ca_file: missing-ca.pem, server_name: consul.internal}}\n  services:\n    - {{hostname: web.example.com, upstream: web}}\n"
+        ),
+    );
+    let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(listener.accept().is_err(), "check contacted Consul");
+    d.write(
+        "bad.yaml",
+        "provider: consul\nconsul:\n  servers: [\"consul:8500\"]\n  wait_seconds: 0\n  tls: {verify: false}\n  services: []\n",
+    );
+    let (code, _, err) = run_cli(&["check", "bad.yaml"], d.path());
+    assert_eq!(code, 1);
+    for code in ["E0118", "E0112", "E0005"] {
+        assert!(err.contains(code), "{code}: {err}");
+    }
 }
 
 #[test]

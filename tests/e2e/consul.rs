@@ -55,10 +55,13 @@ fn provider_up(p: &Proxy) -> Option<f64> {
     metric(p, "aralez_provider_up{provider=\"consul\"}")
 }
 
+/// Every answer of a client loop with its time: the backend, or why it failed.
+type AnswerLog = Arc<Mutex<Vec<(Instant, Result<String, String>)>>>;
+
 /// A client loop on web.test: every answer with its time, until stopped (at most 60 s).
 struct ClientLoop {
     stop: Arc<AtomicBool>,
-    log: Arc<Mutex<Vec<(Instant, Result<String, String>)>>>,
+    log: AnswerLog,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
