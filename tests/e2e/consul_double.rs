@@ -6,7 +6,7 @@
 //! requests included), and can kill it (connection refused).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -61,12 +61,37 @@ struct Inner {
 /// The double; stopped (listener closed, connections shut) on drop or [`ConsulDouble::kill`].
 pub struct ConsulDouble {
     pub addr: SocketAddr,
+    tls: bool,
     inner: Arc<Inner>,
 }
 
 impl ConsulDouble {
     /// Starts on 127.0.0.1 (ephemeral port), index 1, no services, no token required.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// The same over TLS with `chain_pem` + `key_pem` (`https://`).
+    pub fn start_tls(chain_pem: &str, key_pem: &str) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        Self::start_with(Some(Arc::new(config)))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -80,6 +105,7 @@ impl ConsulDouble {
             conns: Mutex::new(Vec::new()),
         });
         let accept = inner.clone();
+        let tls_on = tls.is_some();
         std::thread::spawn(move || {
             while !accept.stop.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -88,18 +114,35 @@ impl ConsulDouble {
                             accept.conns.lock().unwrap().push(c);
                         }
                         let conn = accept.clone();
-                        std::thread::spawn(move || serve(s, &conn));
+                        let tls = tls.clone();
+                        std::thread::spawn(move || {
+                            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                            match tls {
+                                None => serve(s, &conn),
+                                Some(config) => {
+                                    let Ok(session) = rustls::ServerConnection::new(config) else {
+                                        return;
+                                    };
+                                    serve(rustls::StreamOwned::new(session, s), &conn);
+                                }
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Self { addr, inner }
+        Self {
+            addr,
+            tls: tls_on,
+            inner,
+        }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when started with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     fn change(&self, f: impl FnOnce(&mut State)) {
@@ -163,9 +206,7 @@ impl Drop for ConsulDouble {
     }
 }
 
-fn serve(s: TcpStream, inner: &Inner) {
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let Ok(mut w) = s.try_clone() else { return };
+fn serve<S: Read + Write>(s: S, inner: &Inner) {
     let mut r = BufReader::new(s);
     loop {
         if inner.stop.load(Ordering::SeqCst) {
@@ -224,7 +265,11 @@ fn serve(s: TcpStream, inner: &Inner) {
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nX-Consul-Index: {index}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        if w.write_all(head.as_bytes()).is_err() || w.write_all(body.as_bytes()).is_err() {
+        let w = r.get_mut();
+        if w.write_all(head.as_bytes()).is_err()
+            || w.write_all(body.as_bytes()).is_err()
+            || w.flush().is_err()
+        {
             return;
         }
     }

@@ -173,16 +173,21 @@ impl Shared {
             }
         }
         state.endpoints.retain(|k, _| names.contains(k));
+        let new: Vec<String> = names
+            .into_iter()
+            .filter(|n| !state.services.contains_key(n))
+            .collect();
+        if new.is_empty() {
+            self.publish(&mut state);
+            return;
+        }
         let ctx = Arc::new(watch::Ctx {
             client: Client::new(&config, &self.base),
             servers: config.servers.clone(),
             shared: self.clone(),
             epoch: state.epoch,
         });
-        for name in names {
-            if state.services.contains_key(&name) {
-                continue;
-            }
+        for name in new {
             let stop = Arc::new(AtomicBool::new(false));
             let (thread_ctx, thread_stop, thread_name) = (ctx.clone(), stop.clone(), name.clone());
             let spawned = std::thread::Builder::new()
