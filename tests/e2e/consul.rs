@@ -16,7 +16,7 @@ const VISIBLE: Duration = Duration::from_secs(2);
 
 /// upstreams.yaml with the `web` service on web.test (and sticky.test, sticky), `extra` lines
 /// in the `consul:` section, and a static host beside them.
-fn upstreams(servers: &[String], extra: &str, static_backend: &Backend) -> String {
+pub(crate) fn upstreams(servers: &[String], extra: &str, static_backend: &Backend) -> String {
     let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
         "provider: consul\nconsul:\n  servers: [{}]\n  wait_seconds: 10\n{extra}  services:\n    - hostname: web.test\n      upstream: web\n    - hostname: sticky.test\n      upstream: web\n      sticky_sessions: 60\nstatic.test:\n  paths:\n    \"/\": {{servers: [\"{}\"]}}\n",
@@ -25,7 +25,7 @@ fn upstreams(servers: &[String], extra: &str, static_backend: &Backend) -> Strin
     )
 }
 
-fn start(upstreams: &str) -> Proxy {
+pub(crate) fn start(upstreams: &str) -> Proxy {
     Proxy::start_opts(
         upstreams,
         ProxyOpts {
@@ -36,7 +36,7 @@ fn start(upstreams: &str) -> Proxy {
 }
 
 /// The backend that answered a GET of `host`, or the status when it failed.
-fn hit(p: &Proxy, host: &str) -> Result<String, String> {
+pub(crate) fn hit(p: &Proxy, host: &str) -> Result<String, String> {
     match get(p.http, host, "/", &[]) {
         Ok(r) if r.status == 200 => Ok(r.echo()["backend"].as_str().unwrap_or("").to_string()),
         Ok(r) => Err(format!("status {}", r.status)),
@@ -51,7 +51,7 @@ fn metric(p: &Proxy, line_prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-fn provider_up(p: &Proxy) -> Option<f64> {
+pub(crate) fn provider_up(p: &Proxy) -> Option<f64> {
     metric(p, "aralez_provider_up{provider=\"consul\"}")
 }
 
@@ -471,113 +471,4 @@ fn failover_to_the_second_server() {
     assert_eq!(web["server"], second.url().as_str(), "{status}");
     assert_eq!(web["state"], "up", "{status}");
     assert!(!second.seen().is_empty());
-}
-
-#[test]
-fn https_servers_are_verified_against_ca_file_and_server_name() {
-    use crate::tls_common::{write_root, Alg, Pki};
-    let a = Backend::start("a");
-    let s = Backend::start("static");
-    let pki = Pki::new();
-    let leaf = pki.leaf(&["consul.test.internal"], Alg::P256);
-    let consul = ConsulDouble::start_tls(&leaf.chain_pem, &leaf.key_pem);
-    consul.set_service("web", vec![Instance::at("a", a.addr)]);
-    let certs = TempDir::new("consul-ca");
-    let ca = write_root(&certs, &pki);
-    // the certificate does not name 127.0.0.1: verification (on by default) refuses it
-    let wrong = upstreams(
-        &[consul.url()],
-        &format!("  tls: {{ca_file: \"{}\"}}\n", ca.display()),
-        &s,
-    );
-    let p = start(&wrong);
-    let refused = p.wait_for(Duration::from_secs(5), || provider_up(&p) == Some(0.0));
-    assert!(refused.is_some(), "{}", p.log_text());
-    let status = p.config_status();
-    let error = status["providers"]["consul"]["last_error"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    assert!(error.contains("certificate"), "{status}");
-    assert!(
-        hit(&p, "web.test").is_err(),
-        "nothing discovered, nothing served"
-    );
-    assert!(
-        consul.seen().is_empty(),
-        "no request crossed an unverified connection"
-    );
-
-    // with the name the certificate carries, the same CA verifies it
-    p.write_upstreams(&upstreams(
-        &[consul.url()],
-        &format!(
-            "  tls: {{ca_file: \"{}\", server_name: consul.test.internal}}\n",
-            ca.display()
-        ),
-        &s,
-    ));
-    let served = p.wait_for(Duration::from_secs(10), || {
-        hit(&p, "web.test").as_deref() == Ok("a")
-    });
-    assert!(served.is_some(), "{}", p.log_text());
-    assert_eq!(provider_up(&p), Some(1.0));
-    assert!(consul.seen().iter().any(|r| r.status == 200));
-}
-
-#[test]
-fn a_pushed_consul_config_starts_the_provider_and_a_file_config_stops_it() {
-    let a = Backend::start("a");
-    let s = Backend::start("static");
-    let consul = ConsulDouble::start();
-    consul.set_service("web", vec![Instance::at("a", a.addr)]);
-    let key = "consul-push-master-key-0123456789abcdef";
-    let file_config = format!(
-        "provider: file\nstatic.test:\n  paths:\n    \"/\": {{servers: [\"{}\"]}}\n",
-        s.addr
-    );
-    let p = Proxy::start_opts(
-        &file_config,
-        ProxyOpts {
-            main_extra: &format!("master_key: \"{key}\"\n"),
-            ..Default::default()
-        },
-    );
-    let bearer = format!("Bearer {key}");
-    let admin = |path: &str| get(p.admin, "admin", path, &[("Authorization", &bearer)]).unwrap();
-    let status =
-        || -> serde_json::Value { serde_json::from_slice(&admin("/config/status").body).unwrap() };
-    assert!(status()["providers"].as_object().unwrap().is_empty());
-    let push = |body: &str| {
-        crate::common::request(
-            p.admin,
-            "POST",
-            "admin",
-            "/conf",
-            &[("Authorization", &format!("Bearer {key}"))],
-            body.as_bytes(),
-        )
-        .unwrap()
-    };
-    let r = push(&upstreams(&[consul.url()], "", &s));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let served = p.wait_for(Duration::from_secs(10), || {
-        hit(&p, "web.test").as_deref() == Ok("a")
-    });
-    assert!(served.is_some(), "{}", p.log_text());
-    let up = p.wait_for(Duration::from_secs(5), || {
-        status()["providers"]["consul"]["state"] == "up"
-    });
-    assert!(up.is_some(), "{}", status());
-
-    let r = push(&file_config);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let after = status();
-    assert!(
-        after["providers"].as_object().unwrap().is_empty(),
-        "{after}"
-    );
-    assert!(!admin("/metrics").text().contains("aralez_provider_up{"));
-    assert_eq!(hit(&p, "static.test").unwrap(), "static");
-    assert!(p.log_text().contains("consul: provider stopped"));
 }

@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 mod cli;
 mod consul;
+mod consul_config;
 mod consul_double;
 mod files;
 mod http1_conformance;
