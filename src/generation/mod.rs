@@ -12,17 +12,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aralez_compiler::Diagnostic;
 use arc_swap::ArcSwap;
-use serde::Serialize;
 
 use crate::balance::Registry;
 use crate::config::UpstreamSources;
 use crate::metrics::Metrics;
 use crate::tls::certset::CertSet;
-use crate::tls::upstream::{Detector, Target};
+use crate::tls::upstream::Detector;
 
+mod attempt;
 mod build;
 mod runtime;
 
+pub use attempt::{Attempt, AttemptResult, Outcome};
 pub use build::{build, compile, Built, CompileSettings, Discovered, Generation, Inputs, Loaded};
 pub use runtime::{backend_id, Peer, RouteIdx, RoutePeers, RouteRuntime};
 
@@ -32,60 +33,6 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// The result of one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttemptResult {
-    /// A new generation is serving.
-    Applied,
-    /// The inputs were what is already serving.
-    Unchanged,
-    /// The inputs did not compile; the previous generation keeps serving.
-    Rejected,
-}
-
-impl AttemptResult {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Unchanged => "unchanged",
-            Self::Rejected => "rejected",
-        }
-    }
-}
-
-/// What happened to one reload attempt.
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    /// What triggered it (`start`, `file`, `sighup`, `api`).
-    pub trigger: String,
-    /// Unix time of the attempt.
-    pub at: u64,
-    /// What came of it.
-    pub result: AttemptResult,
-    /// Hash of the generation the inputs built (when they did).
-    pub hash: Option<String>,
-    /// Errors and warnings.
-    pub diagnostics: Vec<Diagnostic>,
-    /// Runtime warnings (e.g. backends that do not resolve).
-    pub warnings: Vec<String>,
-}
-
-/// The outcome of an apply.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// A new generation is serving.
-    Applied {
-        /// Its hash.
-        hash: String,
-    },
-    /// The inputs were what is already serving.
-    Unchanged,
-    /// The inputs did not compile; the old generation keeps serving.
-    Rejected(Vec<Diagnostic>),
 }
 
 /// What `/config/status` shows, behind its own lock: reading it never waits for a reload (which
@@ -143,7 +90,7 @@ impl GenerationStore {
         detector: Option<Arc<Detector>>,
     ) -> Result<Self, Vec<Diagnostic>> {
         let built = build(&inputs, &settings, &registry, None, "start")?;
-        detect_new(detector.as_ref(), &built.generation);
+        runtime::detect_new(detector.as_ref(), &built.generation);
         let store = Self {
             current: ArcSwap::from_pointee(built.generation),
             pipeline: Mutex::new(Pipeline::default()),
@@ -297,7 +244,7 @@ impl GenerationStore {
             trigger,
         ) {
             Ok(built) => {
-                detect_new(self.detector.as_ref(), &built.generation);
+                runtime::detect_new(self.detector.as_ref(), &built.generation);
                 let generation = Arc::new(built.generation);
                 let hash = generation.hash().to_string();
                 self.current.store(generation.clone());
@@ -471,26 +418,6 @@ impl GenerationStore {
         // because the swap is the last step.
         self.pipeline.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// Detects the protocol of every backend of `generation` that was never detected (or is stale),
-/// once per backend, before the generation serves. Bounded by the probe timeouts.
-fn detect_new(detector: Option<&Arc<Detector>>, generation: &Generation) {
-    let Some(detector) = detector else { return };
-    let mut seen = std::collections::HashSet::new();
-    let targets: Vec<Target> = generation
-        .routes()
-        .iter()
-        .flat_map(|r| r.peers.peers.iter())
-        .filter(|p| p.protocol.needs_detection() && seen.insert(p.id.as_str()))
-        .map(|p| Target {
-            id: p.id.clone(),
-            addr: p.addr,
-            sni: p.sni.clone(),
-            cell: p.protocol.clone(),
-        })
-        .collect();
-    detector.detect_all_blocking(targets);
 }
 
 /// SHA-256 over the input files (names and texts, length-prefixed) and the rendered diagnostics.

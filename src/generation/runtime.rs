@@ -174,3 +174,26 @@ fn resolve(b: &Backend) -> Option<SocketAddr> {
     }
     (b.host.as_str(), b.port).to_socket_addrs().ok()?.next()
 }
+
+/// Detects the protocol of every backend of `generation` that was never detected (or is stale),
+/// once per backend, before the generation serves. Bounded by the probe timeouts.
+pub(super) fn detect_new(
+    detector: Option<&Arc<crate::tls::upstream::Detector>>,
+    generation: &super::Generation,
+) {
+    let Some(detector) = detector else { return };
+    let mut seen = std::collections::HashSet::new();
+    let targets: Vec<crate::tls::upstream::Target> = generation
+        .routes()
+        .iter()
+        .flat_map(|r| r.peers.peers.iter())
+        .filter(|p| p.protocol.needs_detection() && seen.insert(p.id.as_str()))
+        .map(|p| crate::tls::upstream::Target {
+            id: p.id.clone(),
+            addr: p.addr,
+            sni: p.sni.clone(),
+            cell: p.protocol.clone(),
+        })
+        .collect();
+    detector.detect_all_blocking(targets);
+}
