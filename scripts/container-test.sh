@@ -25,7 +25,7 @@ step() { printf '\n--> %s\n' "$*"; }
 [ "$(id -u)" -eq 0 ] || fail "needs root (buildah with chroot isolation, network namespaces)"
 bash scripts/deps.sh buildah ca-certificates curl iproute2 util-linux procps
 
-BIN=$ROOT/target/x86_64-unknown-linux-musl/release/aralez
+BIN=${STATIC_BIN:-$ROOT/target/x86_64-unknown-linux-musl/release/aralez}
 if [ ! -x "$BIN" ]; then
   step "no static binary yet: scripts/build-static.sh"
   bash scripts/build-static.sh

@@ -307,6 +307,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         server.add_service(admin_tls);
     }
 
+    let mut listening = vec![proxy_handle, admin_handle];
     if let (Some(folder), Some(addr)) = (&cfg.file_server_folder, cfg.file_server_address) {
         match crate::files::FileServer::new(&main.resolve(&folder.value)) {
             Ok(files) => {
@@ -314,7 +315,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
                 let mut files = Service::new(crate::files::SERVICE_NAME.to_owned(), gated);
                 files.add_listener(crate::edge::listener(&addr.to_string()));
                 files.threads = Some(1);
-                server.add_service(files);
+                listening.push(server.add_service(files));
             }
             Err(e) => {
                 log::error!("file_server_folder {}: {e}", folder.value);
@@ -322,10 +323,12 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
             }
         }
     }
-    // ready once the proxy and admin listeners are bound and serving
+    // ready once every listener is bound and serving
     let readiness = server.add_service(background_service("readiness", Readiness(ready)));
-    readiness.add_dependencies([&proxy_handle, &admin_handle]);
-    server.add_service(background_service(
+    readiness.add_dependencies(listening.iter());
+    // the first health round runs once our own listeners serve (a route to the built-in file
+    // server must not be marked down because it was probed before it listened)
+    let health = server.add_service(background_service(
         "health checks",
         crate::health::HealthChecker::new(
             store.clone(),
@@ -338,6 +341,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         )
         .with_detector(detector),
     ));
+    health.add_dependencies(listening.iter());
 
     let mut sources: Vec<Box<dyn crate::sources::reload::Source>> = vec![Box::new(
         crate::sources::reload::UpstreamFiles(upstreams.clone()),
