@@ -4,9 +4,29 @@
 # when a nightly toolchain is present. Usage: scripts/test.sh [--no-fuzz] [--static-release]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh cmake build-essential pkg-config curl openssl
-# clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py)
+# every system package of every step, up front: the static build runs in the background and two
+# apt-get runs at once would fight over dpkg's lock
+bash scripts/deps.sh cmake build-essential pkg-config curl openssl file libssl-dev \
+  rustc-web cargo-web rust-web-src buildah ca-certificates iproute2 util-linux procps
+# clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py); zig for the
+# static build
 python3 -c "import grpc, websockets, h2" 2>/dev/null || pip install --quiet grpcio websockets h2
+python3 -c "import ziglang" 2>/dev/null || pip install --quiet ziglang
+
+# The static musl binary: CI builds it with the unoptimised `static-ci` profile (same toolchain,
+# sysroot and static linking), `--static-release` with the shipped release profile. It is mostly
+# one core of serial work (zig building musl's libc, cmake's checks, the link), so it starts now,
+# in the background, and its step below waits for it.
+static_profile=static-ci
+case " $* " in *" --static-release "*) static_profile=release ;; esac
+static_bin=$PWD/target/x86_64-unknown-linux-musl/$static_profile/aralez
+mkdir -p target
+rm -f target/static-build.rc
+( STATIC_PROFILE=$static_profile bash scripts/build-static.sh > target/static-build.log 2>&1
+  echo $? > target/static-build.rc ) &
+static_job=$!
+trap 'kill $static_job 2>/dev/null || true' EXIT
+static_started=$(date +%s)
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -15,6 +35,22 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --no-run (the test binaries, while the static build runs)"
+cargo test --workspace --no-run
+
+# the timing-sensitive end-to-end tests run on a quiet machine: wait for the static build first
+step "static musl build ($static_profile profile, started in the background)"
+t0=$(date +%s)
+wait $static_job || true
+tail -n 12 target/static-build.log
+if [ "$(cat target/static-build.rc 2>/dev/null)" != 0 ]; then
+  cat target/static-build.log >&2
+  echo "static build failed" >&2
+  exit 1
+fi
+t1=$(date +%s)
+echo "static build: $((t1 - static_started))s in the background, waited $((t1 - t0))s for it"
 
 step "cargo test (unit, golden fixtures, fuzz seed replay, end to end)"
 cargo test --workspace 2>&1 | tee target/test-output.txt
@@ -35,14 +71,7 @@ if cargo tree -e normal -i openssl-sys >/dev/null 2>&1; then
 fi
 echo "ok: no openssl-sys"
 
-# The static musl binary: CI builds it with the unoptimised `static-ci` profile (same toolchain,
-# sysroot and static linking; ~6 min), `--static-release` with the shipped release profile (~20 min).
-static_profile=static-ci
-case " $* " in *" --static-release "*) static_profile=release ;; esac
-static_bin=$PWD/target/x86_64-unknown-linux-musl/$static_profile/aralez
-step "static musl build ($static_profile profile), smoke e2e against it, container"
-t0=$(date +%s)
-STATIC_PROFILE=$static_profile bash scripts/build-static.sh
+step "smoke e2e against the static binary, container"
 t1=$(date +%s)
 # the e2e harness runs ARALEZ_TEST_BIN instead of the debug build: proxying, TLS (h2, upstream
 # TLS with an empty CA store as in the image), hot reload and the process lifecycle
@@ -64,11 +93,11 @@ grep -q "test result: ok. 10 passed" target/static-e2e-output.txt \
 t2=$(date +%s)
 STATIC_BIN=$static_bin bash scripts/container-test.sh
 t3=$(date +%s)
-echo "static: build $((t1 - t0))s, e2e smoke $((t2 - t1))s, container $((t3 - t2))s"
+echo "static: e2e smoke $((t2 - t1))s, container $((t3 - t2))s"
 
 step "openssl feature: build, and the TLS and protocol end-to-end suites against it"
 # a separate target dir: the feature switch would otherwise rebuild pingora back and forth
-if bash scripts/deps.sh libssl-dev; then
+if dpkg -s libssl-dev >/dev/null 2>&1; then
   cargo build --no-default-features --features openssl --target-dir target/openssl
   cargo test --no-default-features --features openssl --target-dir target/openssl \
     --test e2e -- tls:: protocols::
