@@ -69,6 +69,13 @@ pub fn bootstrap_and_drop(
             .map_err(StartError::Listen)?;
         let folder = private_folder().map_err(|e| StartError::HandOver(e.to_string()))?;
         let sock = folder.join("listeners.sock").display().to_string();
+        // a Unix socket path holds at most 107 bytes (pingora would panic on a longer one)
+        if sock.len() > MAX_SOCKET_PATH {
+            let _ = std::fs::remove_dir_all(&folder);
+            return Err(StartError::HandOver(format!(
+                "the hand-over socket path {sock} is longer than {MAX_SOCKET_PATH} bytes; set TMPDIR to a shorter folder"
+            )));
+        }
         let handing = crate::listen_check::hand_over(listeners, sock.clone())
             .map_err(|e| StartError::HandOver(e.to_string()))?;
         let mut server = bootstrap(
@@ -98,6 +105,9 @@ pub fn bootstrap_and_drop(
     );
     Ok(server)
 }
+
+/// The longest Unix socket path (`sun_path` is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// A fresh folder only root can enter, for the hand-over socket.
 fn private_folder() -> std::io::Result<std::path::PathBuf> {

@@ -193,11 +193,20 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     }
 
+    let upgrade_sock = main.resolve(&cfg.upgrade_sock.value).display().to_string();
+    if upgrade_sock.len() > crate::process::MAX_SOCKET_PATH {
+        // pingora binds it for `-u` and would panic on a path a Unix socket cannot hold
+        log::error!(
+            "upgrade_sock: {upgrade_sock} is longer than {} bytes, the most a Unix socket path holds",
+            crate::process::MAX_SOCKET_PATH
+        );
+        return Exit::Usage;
+    }
     let conf = || {
         let mut conf = ServerConf {
             threads: cfg.threads,
             daemon,
-            upgrade_sock: main.resolve(&cfg.upgrade_sock.value).display().to_string(),
+            upgrade_sock: upgrade_sock.clone(),
             upstream_keepalive_pool_size: cfg.upstream_keepalive_pool_size,
             grace_period_seconds: Some(1),
             graceful_shutdown_timeout_seconds: Some(10),

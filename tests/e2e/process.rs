@@ -405,3 +405,29 @@ fn daemon_forks_writes_the_pid_file_and_logs_to_error_log() {
     }
     assert!(!pid_file.exists(), "the pid file is removed on exit");
 }
+
+#[test]
+fn an_upgrade_sock_path_too_long_for_a_unix_socket_is_refused() {
+    let dir = crate::common::TempDir::new("longsock");
+    dir.write("upstreams.yaml", "provider: file\n");
+    let long = format!("/tmp/{}/upgrade.sock", "x".repeat(120));
+    let main = dir.write(
+        "main.yaml",
+        &format!(
+            "proxy_address_http: \"127.0.0.1:{}\"\nconfig_address: \"127.0.0.1:{}\"\nupstreams_conf: upstreams.yaml\nupgrade_sock: \"{long}\"\n",
+            crate::common::free_port(),
+            crate::common::free_port()
+        ),
+    );
+    let (code, _, stderr) = crate::common::run_cli_bounded(
+        &["-c", main.to_str().unwrap()],
+        dir.path(),
+        Duration::from_secs(10),
+    )
+    .expect("exits");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("is longer than 107 bytes, the most a Unix socket path holds"),
+        "{stderr}"
+    );
+}
