@@ -39,6 +39,24 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --no-run (the test binaries, while the static build runs)"
 cargo test --workspace --no-run
 
+# the OpenSSL build too: the static build is mostly one core by now, the other one is free
+step "openssl feature: build (its TLS and protocol suites run later)"
+# a separate target dir: the feature switch would otherwise rebuild pingora back and forth
+openssl=no
+if dpkg -s libssl-dev >/dev/null 2>&1; then
+  openssl=yes
+  cargo build --no-default-features --features openssl --target-dir target/openssl
+  cargo test --no-default-features --features openssl --target-dir target/openssl \
+    --test e2e --no-run
+else
+  echo "SKIP: libssl-dev is missing and cannot be installed here; openssl feature not built" >&2
+fi
+
+if ! [[ " $* " == *" --no-fuzz "* ]]; then
+  step "fuzz targets: build (they run at the end)"
+  bash fuzz/run.sh --build-only
+fi
+
 # the timing-sensitive end-to-end tests run on a quiet machine: wait for the static build first
 step "static musl build ($static_profile profile, started in the background)"
 t0=$(date +%s)
@@ -95,14 +113,10 @@ STATIC_BIN=$static_bin bash scripts/container-test.sh
 t3=$(date +%s)
 echo "static: e2e smoke $((t2 - t1))s, container $((t3 - t2))s"
 
-step "openssl feature: build, and the TLS and protocol end-to-end suites against it"
-# a separate target dir: the feature switch would otherwise rebuild pingora back and forth
-if dpkg -s libssl-dev >/dev/null 2>&1; then
-  cargo build --no-default-features --features openssl --target-dir target/openssl
+step "openssl feature: the TLS and protocol end-to-end suites against it"
+if [ "$openssl" = yes ]; then
   cargo test --no-default-features --features openssl --target-dir target/openssl \
     --test e2e -- tls:: protocols::
-else
-  echo "SKIP: libssl-dev is missing and cannot be installed here; openssl feature not built" >&2
 fi
 
 if ! [[ " $* " == *" --no-fuzz "* ]]; then
