@@ -142,12 +142,7 @@ impl HealthChecker {
                     if peer.protocol.needs_detection() {
                         undetected
                             .entry(peer.id.as_str())
-                            .or_insert_with(|| Target {
-                                id: peer.id.clone(),
-                                addr: peer.addr,
-                                sni: peer.sni.clone(),
-                                cell: peer.protocol.clone(),
-                            });
+                            .or_insert_with(|| peer.detection_target());
                     }
                     continue;
                 }

@@ -54,6 +54,18 @@ pub struct Peer {
     pub sticky_token: String,
 }
 
+impl Peer {
+    /// What protocol detection needs of this peer: where to probe, and the cell to fill.
+    pub fn detection_target(&self) -> crate::tls::upstream::Target {
+        crate::tls::upstream::Target {
+            id: self.id.clone(),
+            addr: self.addr,
+            sni: self.sni.clone(),
+            cell: self.protocol.clone(),
+        }
+    }
+}
+
 /// Builds the runtime of every route of `plan` with `auth` (same order): backends resolved
 /// (blocking DNS for names; literals are parsed), those that do not resolve left out and
 /// reported in the returned warnings. Runtime state comes from `registry`, so unchanged routes
@@ -188,12 +200,7 @@ pub(super) fn detect_new(
         .iter()
         .flat_map(|r| r.peers.peers.iter())
         .filter(|p| p.protocol.needs_detection() && seen.insert(p.id.as_str()))
-        .map(|p| crate::tls::upstream::Target {
-            id: p.id.clone(),
-            addr: p.addr,
-            sni: p.sni.clone(),
-            cell: p.protocol.clone(),
-        })
+        .map(Peer::detection_target)
         .collect();
     detector.detect_all_blocking(targets);
 }
