@@ -368,6 +368,11 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     // follows the plan: idle unless it says `provider: consul`
     sources.push(Box::new(crate::sources::consul::ConsulSource::new(
         store.clone(),
+        base.clone(),
+    )));
+    // follows the plan: idle unless it says `provider: kubernetes`
+    sources.push(Box::new(crate::sources::kubernetes::KubernetesSource::new(
+        store.clone(),
         base,
     )));
     if let Err(e) = crate::sources::reload::spawn(store, sources) {

@@ -73,6 +73,8 @@ pub struct KubernetesConfig {
     pub tokenpath: Option<String>,
     /// Namespace; `None`: the service account's namespace.
     pub namespace: Option<String>,
+    /// A watch that sends nothing (not even a bookmark) for this long is restarted.
+    pub watch_idle_seconds: u64,
 }
 
 /// Where a route's backends come from when a provider discovers them.

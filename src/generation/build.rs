@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aralez_compiler::{Backend, Diagnostic, Plan};
+use aralez_compiler::{Backend, Diagnostic, Discovery, Plan, Provider};
 
 use super::runtime::{self, RouteRuntime};
 use crate::auth::{AuthSettings, AuthTable, SecretFiles};
@@ -16,9 +16,45 @@ use crate::config::UpstreamSources;
 use crate::tls::certs::PairError;
 use crate::tls::certset::{hex, CertInput, CertSet};
 
-/// Endpoints found by service discovery: service name to its endpoints, sorted and unique. A
-/// service that is absent has not been synced yet; one with an empty list has no passing instance.
-pub type Discovered = BTreeMap<String, Vec<Backend>>;
+/// Endpoints found by service discovery: service to its endpoints, sorted and unique. A service
+/// that is absent has not been synced yet; one with an empty list has no passing instance.
+pub type Discovered = BTreeMap<ServiceKey, Vec<Backend>>;
+
+/// One discovered service, keyed so that providers and Kubernetes namespaces never collide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    /// The provider label (`consul`, `kubernetes`).
+    pub provider: &'static str,
+    /// The Kubernetes namespace as configured (`None`: the service account's own; always `None`
+    /// for Consul).
+    pub namespace: Option<String>,
+    /// The Consul service, or the Kubernetes Service (with its `:port` when one was given).
+    pub service: String,
+}
+
+impl ServiceKey {
+    /// The key of the service a route of `plan` discovers.
+    pub fn of(plan: &Plan, discovery: &Discovery) -> Self {
+        let namespace = match discovery.provider {
+            Provider::Kubernetes => plan.kubernetes().and_then(|k| k.namespace.clone()),
+            _ => None,
+        };
+        Self {
+            provider: discovery.provider.as_str(),
+            namespace,
+            service: discovery.service.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{ns}/{}", self.provider, self.service),
+            None => write!(f, "{}/{}", self.provider, self.service),
+        }
+    }
+}
 
 /// Everything a generation is built from, as read from its sources.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +63,7 @@ pub struct Inputs {
     pub upstreams: UpstreamSources,
     /// The certificate folder, when a TLS listener is configured.
     pub certs: Option<CertInput>,
-    /// The endpoints of discovered services (Consul), as last synced.
+    /// The endpoints of discovered services (Consul, Kubernetes), as last synced.
     pub discovered: Discovered,
 }
 
@@ -154,10 +190,10 @@ pub fn build(
 /// nothing; else a SHA-256 over the plan hash, the certificate fingerprint and the endpoints of
 /// the services its routes discover (only those: endpoints of services no route uses do not count).
 fn generation_hash(plan: &Plan, certs: Option<&CertSet>, discovered: &Discovered) -> String {
-    let services: std::collections::BTreeSet<&str> = plan
+    let services: std::collections::BTreeSet<ServiceKey> = plan
         .routes()
         .iter()
-        .filter_map(|r| r.discovery.as_ref().map(|d| d.service.as_str()))
+        .filter_map(|r| r.discovery.as_ref().map(|d| ServiceKey::of(plan, d)))
         .collect();
     if certs.is_none() && services.is_empty() {
         return plan.hash().to_string();
@@ -175,8 +211,8 @@ fn generation_hash(plan: &Plan, certs: Option<&CertSet>, discovered: &Discovered
                 ctx.update(&(bytes.len() as u64).to_le_bytes());
                 ctx.update(bytes);
             };
-            field(service.as_bytes());
-            match discovered.get(service) {
+            field(service.to_string().as_bytes());
+            match discovered.get(&service) {
                 None => field(b"-"),
                 Some(endpoints) => {
                     field(b"+");

@@ -24,7 +24,9 @@ mod build;
 mod runtime;
 
 pub use attempt::{Attempt, AttemptResult, Outcome};
-pub use build::{build, compile, Built, CompileSettings, Discovered, Generation, Inputs, Loaded};
+pub use build::{
+    build, compile, Built, CompileSettings, Discovered, Generation, Inputs, Loaded, ServiceKey,
+};
 pub use runtime::{backend_id, Peer, RouteIdx, RoutePeers, RouteRuntime};
 
 /// Seconds since the Unix epoch (the one clock of generations, limits and token checks).

@@ -89,7 +89,7 @@ pub(super) fn routes(
         .map(|route| {
             let backends = match &route.discovery {
                 None => route.backends.as_slice(),
-                Some(d) => match discovered.get(&d.service) {
+                Some(d) => match discovered.get(&super::ServiceKey::of(plan, d)) {
                     Some(list) => {
                         if list.is_empty() {
                             warnings.push(format!(

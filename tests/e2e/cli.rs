@@ -127,14 +127,14 @@ fn settings_this_build_does_not_enforce_are_refused() {
     let d = TempDir::new("cli");
     d.write(
         "up.yaml",
-        "provider: kubernetes\nkubernetes: {services: []}\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n",
+        "provider: kubernetes\nkubernetes: {ingress_class: aralez, services: []}\napp.example.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:8000\"]\n",
     );
     let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
     assert_eq!(code, 1);
     assert!(
         err.contains("E0900")
-            && err.contains("provider: kubernetes")
-            && err.contains("up.yaml:1:11"),
+            && err.contains("kubernetes.ingress_class")
+            && err.contains("up.yaml:2:14"),
         "{err}"
     );
 }

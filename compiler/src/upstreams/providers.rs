@@ -57,7 +57,18 @@ pub const DEFAULT_CONSUL_WAIT_SECONDS: u64 = 300;
 /// Largest `wait_seconds` (Consul caps `wait` at 10 minutes).
 pub const MAX_CONSUL_WAIT_SECONDS: i64 = 600;
 /// Every key of a `kubernetes:` section (exposed as [`crate::keys::KUBERNETES`]).
-pub const KUBE_KEYS: &[&str] = &["namespace", "servers", "services", "tokenpath"];
+pub const KUBE_KEYS: &[&str] = &[
+    "ingress_class",
+    "namespace",
+    "servers",
+    "services",
+    "tokenpath",
+    "watch_idle_seconds",
+];
+/// Default `watch_idle_seconds`: the API server sends a bookmark about every minute.
+pub const DEFAULT_KUBE_WATCH_IDLE_SECONDS: u64 = 150;
+/// Largest `watch_idle_seconds`.
+pub const MAX_KUBE_WATCH_IDLE_SECONDS: i64 = 3600;
 
 /// Parses a `consul:` or `kubernetes:` section.
 pub(crate) fn section(
@@ -85,6 +96,7 @@ pub(crate) fn section(
     let mut datacenter = None;
     let mut wait_seconds = DEFAULT_CONSUL_WAIT_SECONDS;
     let mut tls = ConsulTls::default();
+    let mut watch_idle_seconds = DEFAULT_KUBE_WATCH_IDLE_SECONDS;
     for se in &entries {
         let p = ypath::key(path, se.key);
         if !known.contains(&se.key) {
@@ -139,6 +151,25 @@ pub(crate) fn section(
                 }
             }
             "tls" => tls = consul_tls(sink, se.value, &p).unwrap_or_default(),
+            "watch_idle_seconds" => {
+                if let Some(n) = walk::int_of(
+                    sink,
+                    se.value,
+                    &p,
+                    1,
+                    MAX_KUBE_WATCH_IDLE_SECONDS,
+                    "watch_idle_seconds",
+                ) {
+                    watch_idle_seconds = n.unsigned_abs();
+                }
+            }
+            "ingress_class" => {
+                // the Ingress controller mode is not built yet: refused, never ignored
+                let shown = "kubernetes.ingress_class";
+                if !policy::refused(sink, ctx, se.key_node, &p, shown, shown) {
+                    walk::nonempty_str_of(sink, se.value, &p);
+                }
+            }
             "namespace" => {
                 namespace = walk::nonempty_str_of(sink, se.value, &p).and_then(|s| {
                     name_ok(sink, se.value, &p, s, "namespace").then(|| s.to_string())
@@ -150,7 +181,7 @@ pub(crate) fn section(
                 };
                 for (i, item) in items.iter().enumerate() {
                     let ip = ypath::index(&p, i);
-                    if let Some(s) = service(sink, ctx, item, &ip, &services) {
+                    if let Some(s) = service(sink, ctx, kind, item, &ip, &services) {
                         services.push(s);
                     }
                 }
@@ -185,6 +216,7 @@ pub(crate) fn section(
                 servers: addr_servers,
                 tokenpath,
                 namespace,
+                watch_idle_seconds,
             }),
         )
     };
@@ -241,9 +273,22 @@ fn name_ok(sink: &mut Sink<'_>, node: &crate::yaml::Node, path: &str, s: &str, w
     ok
 }
 
+/// A Kubernetes `upstream`: a Service name, optionally `:port` (a port name or number).
+fn kube_upstream_ok(s: &str) -> bool {
+    let (name, port) = s.split_once(':').unwrap_or((s, ""));
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    label(name) && (!s.contains(':') || label(port))
+}
+
 fn service(
     sink: &mut Sink<'_>,
     ctx: &Context<'_>,
+    kind: Provider,
     node: &crate::yaml::Node,
     path: &str,
     existing: &[Service],
@@ -270,7 +315,19 @@ fn service(
             "upstream" => {
                 had_upstream = true;
                 upstream = walk::nonempty_str_of(sink, e.value, &p).and_then(|s| {
-                    name_ok(sink, e.value, &p, s, "service name").then(|| s.to_string())
+                    if kind != Provider::Kubernetes {
+                        return name_ok(sink, e.value, &p, s, "service name").then(|| s.to_string());
+                    }
+                    if !kube_upstream_ok(s) {
+                        sink.report(
+                            codes::BAD_NAME,
+                            pos(e.value),
+                            &p,
+                            format!("Kubernetes `upstream` `{s}` is not `SERVICE` or `SERVICE:PORT` (lower-case letters, digits and `-`; PORT a port name or number)"),
+                        );
+                        return None;
+                    }
+                    Some(s.to_string())
                 });
             }
             "path" => {

@@ -248,7 +248,7 @@ pub fn parse(body: &[u8]) -> Result<(Vec<Backend>, usize), String> {
 }
 
 /// An address Consul reports, as a backend host: an IP literal (IPv6 unbracketed) or a DNS name.
-fn endpoint_host(address: &str) -> Option<String> {
+pub(crate) fn endpoint_host(address: &str) -> Option<String> {
     let bare = address
         .strip_prefix('[')
         .and_then(|a| a.strip_suffix(']'))
@@ -269,7 +269,10 @@ fn endpoint_host(address: &str) -> Option<String> {
 
 /// The rustls configuration of the client: the CAs of `ca_file` (else the built-in web roots),
 /// ring, certificates verified against `server_name` when set.
-fn tls_config(tls: &ConsulTls, base: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn tls_config(
+    tls: &ConsulTls,
+    base: &Path,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     match &tls.ca_file {
         Some(file) => {

@@ -22,7 +22,9 @@ use serde_json::json;
 
 use super::reload::{Notifier, ReadError, Source, Watch};
 use super::watch::WatchError;
-use crate::generation::{unix_now, Discovered, Generation, GenerationStore, Inputs};
+use aralez_compiler::Backend;
+
+use crate::generation::{unix_now, Generation, GenerationStore, Inputs, ServiceKey};
 use crate::metrics::Metrics;
 use client::{Answer, Client, ClientError};
 
@@ -63,9 +65,21 @@ impl Source for ConsulSource {
         Ok(Watch::Own)
     }
 
-    /// Copies the last good endpoint set of every watched service into `inputs`.
+    /// Copies the last good endpoint set of every watched service into `inputs` (the sets of
+    /// other providers stay).
     fn read(&self, inputs: &mut Inputs) -> Result<(), ReadError> {
-        inputs.discovered = self.shared.lock().endpoints.clone();
+        inputs.discovered.retain(|k, _| k.provider != PROVIDER);
+        let state = self.shared.lock();
+        inputs
+            .discovered
+            .extend(state.endpoints.iter().map(|(service, endpoints)| {
+                let key = ServiceKey {
+                    provider: PROVIDER,
+                    namespace: None,
+                    service: service.clone(),
+                };
+                (key, endpoints.clone())
+            }));
         Ok(())
     }
 }
@@ -88,7 +102,7 @@ struct State {
     /// The watched services.
     services: BTreeMap<String, ServiceState>,
     /// The last good endpoints of each watched service that synced at least once.
-    endpoints: Discovered,
+    endpoints: BTreeMap<String, Vec<Backend>>,
     /// The provider state last logged (`None`: starting).
     up: Option<bool>,
     last_sync: Option<u64>,

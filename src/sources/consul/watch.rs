@@ -92,7 +92,7 @@ pub fn backoff(rounds: u32, unit: f64) -> Duration {
 }
 
 /// A random number in [0, 1) from the system's randomness (0.5 if it is unavailable).
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     let mut bytes = [0u8; 4];
     match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes) {
         Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
@@ -101,7 +101,7 @@ fn random_unit() -> f64 {
 }
 
 /// Sleeps `d`, waking early when `stop` is set.
-fn sleep(d: Duration, stop: &AtomicBool) {
+pub(crate) fn sleep(d: Duration, stop: &AtomicBool) {
     let until = Instant::now() + d;
     while !stop.load(Ordering::SeqCst) {
         let left = until.saturating_duration_since(Instant::now());
