@@ -44,7 +44,7 @@ pub(crate) fn hit(p: &Proxy, host: &str) -> Result<String, String> {
     }
 }
 
-fn metric(p: &Proxy, line_prefix: &str) -> Option<f64> {
+pub(crate) fn metric(p: &Proxy, line_prefix: &str) -> Option<f64> {
     p.metrics()
         .lines()
         .find(|l| l.starts_with(line_prefix))
@@ -59,14 +59,14 @@ pub(crate) fn provider_up(p: &Proxy) -> Option<f64> {
 type AnswerLog = Arc<Mutex<Vec<(Instant, Result<String, String>)>>>;
 
 /// A client loop on web.test: every answer with its time, until stopped (at most 60 s).
-struct ClientLoop {
+pub(crate) struct ClientLoop {
     stop: Arc<AtomicBool>,
     log: AnswerLog,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ClientLoop {
-    fn start(p: &Proxy) -> Self {
+    pub(crate) fn start(p: &Proxy) -> Self {
         let (addr, stop, log) = (
             p.http,
             Arc::new(AtomicBool::new(false)),
@@ -95,7 +95,7 @@ impl ClientLoop {
     }
 
     /// When `name` first answered after `since`.
-    fn first_seen(&self, name: &str, since: Instant) -> Option<Instant> {
+    pub(crate) fn first_seen(&self, name: &str, since: Instant) -> Option<Instant> {
         self.log
             .lock()
             .unwrap()
@@ -105,7 +105,7 @@ impl ClientLoop {
     }
 
     /// When `name` last answered.
-    fn last_seen(&self, name: &str) -> Option<Instant> {
+    pub(crate) fn last_seen(&self, name: &str) -> Option<Instant> {
         self.log
             .lock()
             .unwrap()
@@ -115,12 +115,12 @@ impl ClientLoop {
             .map(|(t, _)| *t)
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.log.lock().unwrap().len()
     }
 
     /// Stops the loop; returns every failed request.
-    fn stop(mut self) -> (usize, Vec<String>) {
+    pub(crate) fn stop(mut self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();

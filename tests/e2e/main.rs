@@ -18,6 +18,8 @@ mod consul_config;
 mod consul_double;
 mod files;
 mod http1_conformance;
+mod k8s_double;
+mod kubernetes;
 mod privilege;
 mod process;
 mod protocols;

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::client::{Client, ClientError};
 use super::slices::{endpoint_set, status_code, Slice};
@@ -23,6 +23,10 @@ use crate::sources::consul::watch::{backoff, random_unit, sleep};
 
 /// How long the server keeps one watch open (jittered by up to a fifth).
 pub const WATCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Least time between the openings of two watches after a broken stream (a server that cuts
+/// every stream at once cannot make the loop spin).
+const MIN_STREAM: Duration = Duration::from_millis(250);
 
 /// What a watch thread needs: the client, and where to report.
 pub(super) struct Ctx {
@@ -106,6 +110,7 @@ fn session(
             return Ok(End::Stop);
         }
         let timeout = WATCH_TIMEOUT.mul_f64(0.8 + 0.2 * random_unit());
+        let opened = Instant::now();
         let end = match ctx.client.watch(server, name, &version, timeout) {
             Err(ClientError::Status { status: 410, .. }) => End::Relist,
             Err(e) => return Err(e),
@@ -118,6 +123,13 @@ fn session(
                     Ok(None) => break End::Rewatch,
                     Err(ClientError::Transport { message, .. }) if is_idle(&message) => {
                         log::info!("kubernetes: service {service}: the watch sent nothing for too long; watching again");
+                        break End::Rewatch;
+                    }
+                    // a cut stream (API server restart, load balancer): watch again; the next
+                    // request says whether the server is really down
+                    Err(ClientError::Transport { message, .. }) => {
+                        log::info!("kubernetes: service {service}: the watch stream broke ({message}); watching again");
+                        sleep(MIN_STREAM.saturating_sub(opened.elapsed()), stop);
                         break End::Rewatch;
                     }
                     Err(e) => return Err(e),
