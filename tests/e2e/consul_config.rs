@@ -26,7 +26,10 @@ fn https_servers_are_verified_against_ca_file_and_server_name() {
         &s,
     );
     let p = start(&wrong);
-    let refused = p.wait_for(Duration::from_secs(5), || provider_up(&p) == Some(0.0));
+    // the gauge is 0 while starting too: wait for the state
+    let refused = p.wait_for(Duration::from_secs(5), || {
+        p.config_status()["providers"]["consul"]["state"] == "down"
+    });
     assert!(refused.is_some(), "{}", p.log_text());
     let status = p.config_status();
     let error = status["providers"]["consul"]["last_error"]
