@@ -105,3 +105,34 @@ fn the_deployment_matches_its_config_and_is_locked_down() {
         deploy["spec"]["selector"]["matchLabels"]
     );
 }
+
+#[test]
+fn the_service_account_may_watch_endpointslices_and_nothing_else() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/rbac.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs: Vec<Value> = text
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect();
+    let of = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap();
+    let (account, role, binding) = (of("ServiceAccount"), of("Role"), of("RoleBinding"));
+    let deploy = manifest("deployment.yaml");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    let rules = role["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "least privilege: {rules:?}");
+    assert_eq!(
+        rules[0]["apiGroups"],
+        serde_json::json!(["discovery.k8s.io"])
+    );
+    assert_eq!(rules[0]["resources"], serde_json::json!(["endpointslices"]));
+    assert_eq!(
+        rules[0]["verbs"],
+        serde_json::json!(["get", "list", "watch"])
+    );
+}
