@@ -499,3 +499,54 @@ fn check_validates_a_kubernetes_section_without_contacting_the_api() {
         "{err}"
     );
 }
+
+#[test]
+fn in_cluster_defaults_serve_an_aralez_092_style_file_unchanged() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let k = Cluster::start();
+    k.sa.write("namespace", "shop\n");
+    // one unnamed port: no `:PORT` needed
+    k.api.set_slice(
+        NS,
+        "api-service",
+        "api-1",
+        &[("127.0.0.1", true)],
+        &[("", a.addr.port())],
+    );
+    k.api.set_slice(
+        NS,
+        "console-service",
+        "console-1",
+        &[("127.0.0.1", true)],
+        &[("", b.addr.port())],
+    );
+    // the shape of an Aralez 0.92 file: no servers, no namespace, 0.92 spellings
+    let text = format!(
+        "provider: \"kubernetes\"\nsticky_sessions: 86000\nrate_limit: 100\nx4xx_limit: 100\nheaders:\n  - \"Access-Control-Allow-Origin:*\"\nkubernetes:\n  services:\n    - hostname: \"api-service\"\n      path: \"/\"\n      upstream: \"api-service\"\n    - hostname: \"api-service\"\n      upstream: \"console-service\"\n      path: \"/one\"\n      headers:\n        - \"X-Some-Thing:Yes\"\n      rate_limit: 50\n  tokenpath: \"{}\"\n",
+        k.sa.path().join("token").display()
+    );
+    let port = k.api.addr.port().to_string();
+    let p = Proxy::start_opts(
+        &text,
+        crate::common::ProxyOpts {
+            env: &[
+                ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+                ("KUBERNETES_SERVICE_PORT", &port),
+            ],
+            ..Default::default()
+        },
+    );
+    let served = p.wait_for(Duration::from_secs(10), || {
+        hit(&p, "api-service").as_deref() == Ok("a")
+    });
+    assert!(served.is_some(), "{}", p.log_text());
+    let r = get(p.http, "api-service", "/one/x", &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echo()["backend"], "b");
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(k
+        .api
+        .seen()
+        .iter()
+        .all(|r| r.target.contains("/namespaces/shop/")));
+}
