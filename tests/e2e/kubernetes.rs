@@ -1,29 +1,30 @@
 //! End to end: `provider: kubernetes` (service mode) against a loopback API server double over
 //! HTTPS ([`K8sDouble`]): discovery to the first request, endpoint churn under client loops,
 //! namespaces kept apart, an API outage and `410 Gone`, token file rotation, a stalled watch, and
-//! three processes converging on one generation hash. Every server and backend is on 127.0.0.1
+//! three processes converging on one generation hash. The settings (in-cluster defaults, `check`,
+//! `route`) are in `kubernetes_config`. Every server and backend is on 127.0.0.1
 //! and stopped by its test; every wait is bounded.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::common::{get, run_cli, Backend, Proxy, TempDir};
+use crate::common::{get, Backend, Proxy, TempDir};
 use crate::consul::{hit, metric, start, ClientLoop};
 use crate::k8s_double::K8sDouble;
 use crate::tls_common::{write_root, Alg, Pki};
 
 /// Churn must reach clients within this.
 const VISIBLE: Duration = Duration::from_secs(2);
-const NS: &str = "shop";
+pub(crate) const NS: &str = "shop";
 
 /// A double with its CA, and the service-account folder (`token`, `ca.crt`) Aralez reads.
-struct Cluster {
-    api: K8sDouble,
-    sa: TempDir,
+pub(crate) struct Cluster {
+    pub(crate) api: K8sDouble,
+    pub(crate) sa: TempDir,
 }
 
 impl Cluster {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let pki = Pki::new();
         let leaf = pki.leaf(&["127.0.0.1", "kubernetes.default.svc"], Alg::P256);
         let sa = TempDir::new("k8s-sa");
@@ -473,80 +474,4 @@ fn three_processes_converge_on_the_same_generation_hash() {
     for p in &proxies {
         assert_eq!(spread(p, "web.test", 6), set(&["a", "b"]));
     }
-}
-
-#[test]
-fn check_validates_a_kubernetes_section_without_contacting_the_api() {
-    let d = TempDir::new("k8s-check");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    d.write(
-        "up.yaml",
-        &format!("provider: kubernetes\nkubernetes:\n  servers: [\"{addr}\"]\n  namespace: shop\n  watch_idle_seconds: 30\n  services:\n    - hostname: web.test\n      upstream: \"web:8080\"\n"),
-    );
-    let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
-    assert_eq!(code, 0, "{err}");
-    assert!(listener.accept().is_err(), "check contacted the API server");
-    d.write(
-        "bad.yaml",
-        "provider: kubernetes\nkubernetes:\n  watch_idle_seconds: 0\n  services:\n    - hostname: web.test\n      upstream: \"Web:x:y\"\n",
-    );
-    let (code, _, err) = run_cli(&["check", "bad.yaml"], d.path());
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("bad.yaml:3:23") && err.contains("bad.yaml:6:17"),
-        "{err}"
-    );
-}
-
-#[test]
-fn in_cluster_defaults_serve_an_aralez_092_style_file_unchanged() {
-    let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let k = Cluster::start();
-    k.sa.write("namespace", "shop\n");
-    // one unnamed port: no `:PORT` needed
-    k.api.set_slice(
-        NS,
-        "api-service",
-        "api-1",
-        &[("127.0.0.1", true)],
-        &[("", a.addr.port())],
-    );
-    k.api.set_slice(
-        NS,
-        "console-service",
-        "console-1",
-        &[("127.0.0.1", true)],
-        &[("", b.addr.port())],
-    );
-    // the shape of an Aralez 0.92 file: no servers, no namespace, 0.92 spellings
-    let text = format!(
-        "provider: \"kubernetes\"\nsticky_sessions: 86000\nrate_limit: 100\nx4xx_limit: 100\nheaders:\n  - \"Access-Control-Allow-Origin:*\"\nkubernetes:\n  services:\n    - hostname: \"api-service\"\n      path: \"/\"\n      upstream: \"api-service\"\n    - hostname: \"api-service\"\n      upstream: \"console-service\"\n      path: \"/one\"\n      headers:\n        - \"X-Some-Thing:Yes\"\n      rate_limit: 50\n  tokenpath: \"{}\"\n",
-        k.sa.path().join("token").display()
-    );
-    let port = k.api.addr.port().to_string();
-    let p = Proxy::start_opts(
-        &text,
-        crate::common::ProxyOpts {
-            env: &[
-                ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
-                ("KUBERNETES_SERVICE_PORT", &port),
-            ],
-            ..Default::default()
-        },
-    );
-    let served = p.wait_for(Duration::from_secs(10), || {
-        hit(&p, "api-service").as_deref() == Ok("a")
-    });
-    assert!(served.is_some(), "{}", p.log_text());
-    let r = get(p.http, "api-service", "/one/x", &[]).unwrap();
-    assert_eq!(r.status, 200);
-    assert_eq!(r.echo()["backend"], "b");
-    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
-    assert!(k
-        .api
-        .seen()
-        .iter()
-        .all(|r| r.target.contains("/namespaces/shop/")));
 }

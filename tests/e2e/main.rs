@@ -20,6 +20,7 @@ mod files;
 mod http1_conformance;
 mod k8s_double;
 mod kubernetes;
+mod kubernetes_config;
 mod privilege;
 mod process;
 mod protocols;

@@ -148,10 +148,10 @@ impl Client {
                 std::fs::read_to_string(&file)
                     .map(|s| s.trim().to_string())
                     .ok()
-                    .filter(|s| !s.is_empty())
+                    .filter(|s| url_safe(s))
                     .ok_or_else(|| {
                         format!(
-                            "no `namespace` configured and {} is unreadable or empty",
+                            "no `namespace` configured and {} is unreadable, empty or not a namespace name",
                             file.display()
                         )
                     })
@@ -213,6 +213,12 @@ impl Client {
         version: &str,
         timeout: Duration,
     ) -> Result<Events, ClientError> {
+        if !url_safe(version) {
+            return Err(bad(
+                server,
+                format!("resourceVersion `{version}` is not an opaque token"),
+            ));
+        }
         let url = format!(
             "{}&watch=true&allowWatchBookmarks=true&resourceVersion={version}&timeoutSeconds={}",
             self.url(server, service)?,
@@ -239,6 +245,15 @@ impl Client {
         }
         Ok(token.to_string())
     }
+}
+
+/// A namespace or `resourceVersion` that can go into a URL as it is (at most 253 letters, digits,
+/// `-`, `.` and `_`).
+fn url_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 fn call(request: ureq::Request, server: &str) -> Result<ureq::Response, ClientError> {

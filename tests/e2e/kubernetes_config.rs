@@ -1,0 +1,115 @@
+//! End to end: the settings of the `kubernetes:` section: `aralez check` without contacting the
+//! API, the in-cluster defaults serving an Aralez 0.92-style file unchanged, and `aralez route`
+//! explaining a discovered route from a saved `/config/status`.
+
+use std::time::Duration;
+
+use crate::common::{get, run_cli, Backend, Proxy, TempDir};
+use crate::consul::hit;
+use crate::kubernetes::{Cluster, NS};
+
+#[test]
+fn check_validates_a_kubernetes_section_without_contacting_the_api() {
+    let d = TempDir::new("k8s-check");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    d.write(
+        "up.yaml",
+        &format!("provider: kubernetes\nkubernetes:\n  servers: [\"{addr}\"]\n  namespace: shop\n  watch_idle_seconds: 30\n  services:\n    - hostname: web.test\n      upstream: \"web:8080\"\n"),
+    );
+    let (code, _, err) = run_cli(&["check", "up.yaml"], d.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(listener.accept().is_err(), "check contacted the API server");
+    d.write(
+        "bad.yaml",
+        "provider: kubernetes\nkubernetes:\n  watch_idle_seconds: 0\n  services:\n    - hostname: web.test\n      upstream: \"Web:x:y\"\n",
+    );
+    let (code, _, err) = run_cli(&["check", "bad.yaml"], d.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("bad.yaml:3:23") && err.contains("bad.yaml:6:17"),
+        "{err}"
+    );
+}
+
+#[test]
+fn in_cluster_defaults_serve_an_aralez_092_style_file_unchanged() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let k = Cluster::start();
+    k.sa.write("namespace", "shop\n");
+    // one unnamed port: no `:PORT` needed
+    k.api.set_slice(
+        NS,
+        "api-service",
+        "api-1",
+        &[("127.0.0.1", true)],
+        &[("", a.addr.port())],
+    );
+    k.api.set_slice(
+        NS,
+        "console-service",
+        "console-1",
+        &[("127.0.0.1", true)],
+        &[("", b.addr.port())],
+    );
+    // the shape of an Aralez 0.92 file: no servers, no namespace, 0.92 spellings
+    let text = format!(
+        "provider: \"kubernetes\"\nsticky_sessions: 86000\nrate_limit: 100\nx4xx_limit: 100\nheaders:\n  - \"Access-Control-Allow-Origin:*\"\nkubernetes:\n  services:\n    - hostname: \"api-service\"\n      path: \"/\"\n      upstream: \"api-service\"\n    - hostname: \"api-service\"\n      upstream: \"console-service\"\n      path: \"/one\"\n      headers:\n        - \"X-Some-Thing:Yes\"\n      rate_limit: 50\n  tokenpath: \"{}\"\n",
+        k.sa.path().join("token").display()
+    );
+    let port = k.api.addr.port().to_string();
+    let p = Proxy::start_opts(
+        &text,
+        crate::common::ProxyOpts {
+            env: &[
+                ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+                ("KUBERNETES_SERVICE_PORT", &port),
+            ],
+            ..Default::default()
+        },
+    );
+    let served = p.wait_for(Duration::from_secs(10), || {
+        hit(&p, "api-service").as_deref() == Ok("a")
+    });
+    assert!(served.is_some(), "{}", p.log_text());
+    let r = get(p.http, "api-service", "/one/x", &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echo()["backend"], "b");
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(k
+        .api
+        .seen()
+        .iter()
+        .all(|r| r.target.contains("/namespaces/shop/")));
+
+    // `aralez route` explains the discovered route from a saved /config/status
+    let status = get(p.admin, "admin", "/config/status", &[]).unwrap();
+    let snap = p.dir.write("snapshot.json", &status.text());
+    let file = p.dir.path().join("upstreams.yaml");
+    let (code, out, err) = run_cli(
+        &[
+            "route",
+            file.to_str().unwrap(),
+            "--host",
+            "api-service",
+            "--path",
+            "/one/x",
+            "--provider-snapshot",
+            snap.to_str().unwrap(),
+        ],
+        p.dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("discovered at run time from kubernetes service `console-service`")
+            && out.contains(&format!("1 endpoint(s) (up): {}", b.addr)),
+        "{out}"
+    );
+    let (code, out, _) = run_cli(
+        &["route", file.to_str().unwrap(), "--host", "api-service"],
+        p.dir.path(),
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("give --provider-snapshot"), "{out}");
+}
