@@ -317,3 +317,72 @@ impl Events {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config(servers: &[&str], namespace: Option<&str>, tokenpath: &str) -> KubernetesConfig {
+        KubernetesConfig {
+            servers: servers
+                .iter()
+                .map(|s| {
+                    let (host, port) = s.rsplit_once(':').unwrap();
+                    aralez_compiler::Backend {
+                        host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
+                        port: port.parse().unwrap(),
+                    }
+                })
+                .collect(),
+            tokenpath: Some(tokenpath.to_string()),
+            namespace: namespace.map(str::to_string),
+            watch_idle_seconds: 5,
+        }
+    }
+
+    #[test]
+    fn urls_name_the_namespace_and_the_service_label() {
+        let c = Client::new(
+            &config(&["10.0.0.1:6443"], Some("shop"), "/nonexistent/token"),
+            Path::new("/"),
+        );
+        assert_eq!(c.servers, ["https://10.0.0.1:6443"]);
+        assert_eq!(
+            c.url("https://10.0.0.1:6443", "web").unwrap(),
+            "https://10.0.0.1:6443/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb"
+        );
+    }
+
+    #[test]
+    fn a_missing_token_or_namespace_fails_the_request_not_the_proxy() {
+        let c = Client::new(
+            &config(&["10.0.0.1:6443"], None, "/nonexistent/token"),
+            Path::new("/"),
+        );
+        assert!(matches!(
+            c.url("https://x", "web"),
+            Err(ClientError::Settings(_))
+        ));
+        assert!(matches!(
+            c.list("https://127.0.0.1:1", "web"),
+            Err(ClientError::Settings(_))
+        ));
+        let c = Client::new(
+            &config(&["10.0.0.1:6443"], Some("shop"), "/nonexistent/token"),
+            Path::new("/"),
+        );
+        assert!(matches!(
+            c.list("https://127.0.0.1:1", "web"),
+            Err(ClientError::Token(_))
+        ));
+    }
+
+    #[test]
+    fn only_plain_names_and_versions_go_into_urls() {
+        assert!(url_safe("kube-system") && url_safe("123456") && url_safe("a.b_c"));
+        for bad in ["", "a/b", "a?b", "a b", "../x", "a&watch=false", "ü"] {
+            assert!(!url_safe(bad), "{bad}");
+        }
+    }
+}
