@@ -37,7 +37,7 @@ impl Cluster {
 
     /// upstreams.yaml: the `web` Service (port `http`) on web.test and sticky.test, `extra`
     /// lines in the `kubernetes:` section, and a static host.
-    fn upstreams(&self, extra: &str, static_backend: &Backend) -> String {
+    pub(crate) fn upstreams(&self, extra: &str, static_backend: &Backend) -> String {
         format!(
             "provider: kubernetes\nkubernetes:\n  servers: [\"{}\"]\n  tokenpath: \"{}\"\n  namespace: {NS}\n{extra}  services:\n    - hostname: web.test\n      upstream: \"web:http\"\n    - hostname: sticky.test\n      upstream: \"web:http\"\n      sticky_sessions: 60\nstatic.test:\n  paths:\n    \"/\": {{servers: [\"{}\"]}}\n",
             self.api.addr,

@@ -113,3 +113,124 @@ fn in_cluster_defaults_serve_an_aralez_092_style_file_unchanged() {
     assert_eq!(code, 0);
     assert!(out.contains("give --provider-snapshot"), "{out}");
 }
+
+#[test]
+fn the_api_certificate_is_verified_and_a_dead_server_fails_over() {
+    use crate::tls_common::{write_root, Pki};
+    let (a, s) = (Backend::start("a"), Backend::start("static"));
+    let k = Cluster::start();
+    k.api.set_slice(
+        NS,
+        "web",
+        "web-1",
+        &[("127.0.0.1", true)],
+        &[("http", a.addr.port())],
+    );
+    // ca.crt of another CA: the handshake fails, no request reaches the API server
+    let other = TempDir::new("k8s-other-ca");
+    let root = write_root(&other, &Pki::new());
+    std::fs::rename(root, other.path().join("ca.crt")).unwrap();
+    other.write("token", "token-one\n");
+    let text = k.upstreams("", &s).replace(
+        &k.sa.path().join("token").display().to_string(),
+        &other.path().join("token").display().to_string(),
+    );
+    let p = crate::consul::start(&text);
+    let refused = p.wait_for(Duration::from_secs(5), || {
+        p.config_status()["providers"]["kubernetes"]["state"] == "down"
+    });
+    assert!(refused.is_some(), "{}", p.log_text());
+    let status = p.config_status();
+    let error = status["providers"]["kubernetes"]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(error.contains("certificate"), "{status}");
+    assert!(
+        k.api.seen().is_empty(),
+        "a request crossed an unverified connection"
+    );
+    assert!(hit(&p, "web.test").is_err());
+
+    // the right CA, and a dead server first: it fails over to the live one
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let text = k.upstreams("", &s).replace(
+        &format!("servers: [\"{}\"]", k.api.addr),
+        &format!("servers: [\"{dead_addr}\", \"{}\"]", k.api.addr),
+    );
+    p.write_upstreams(&text);
+    let served = p.wait_for(Duration::from_secs(10), || {
+        hit(&p, "web.test").as_deref() == Ok("a")
+    });
+    assert!(served.is_some(), "{}", p.log_text());
+    assert_eq!(
+        p.config_status()["providers"]["kubernetes"]["services"]["web:http"]["server"],
+        format!("https://{}", k.api.addr).as_str()
+    );
+}
+
+#[test]
+fn a_pushed_kubernetes_config_starts_the_provider_and_a_file_config_stops_it() {
+    let (a, s) = (Backend::start("a"), Backend::start("static"));
+    let k = Cluster::start();
+    k.api.set_slice(
+        NS,
+        "web",
+        "web-1",
+        &[("127.0.0.1", true)],
+        &[("http", a.addr.port())],
+    );
+    let key = "k8s-push-master-key-0123456789abcdef";
+    let file_config = format!(
+        "provider: file\nstatic.test:\n  paths:\n    \"/\": {{servers: [\"{}\"]}}\n",
+        s.addr
+    );
+    let p = Proxy::start_opts(
+        &file_config,
+        crate::common::ProxyOpts {
+            main_extra: &format!("master_key: \"{key}\"\n"),
+            ..Default::default()
+        },
+    );
+    let bearer = format!("Bearer {key}");
+    let push = |body: &str| {
+        crate::common::request(
+            p.admin,
+            "POST",
+            "admin",
+            "/conf",
+            &[("Authorization", &bearer)],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let status = || -> serde_json::Value {
+        let r = get(
+            p.admin,
+            "admin",
+            "/config/status",
+            &[("Authorization", &bearer)],
+        )
+        .unwrap();
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let r = push(&k.upstreams("", &s));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let served = p.wait_for(Duration::from_secs(10), || {
+        hit(&p, "web.test").as_deref() == Ok("a")
+    });
+    assert!(served.is_some(), "{}", p.log_text());
+    assert_eq!(status()["providers"]["kubernetes"]["state"], "up");
+
+    let r = push(&file_config);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = status();
+    assert!(
+        after["providers"].as_object().unwrap().is_empty(),
+        "{after}"
+    );
+    assert_eq!(hit(&p, "static.test").unwrap(), "static");
+    assert!(p.log_text().contains("kubernetes: provider stopped"));
+}
