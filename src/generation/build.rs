@@ -49,6 +49,8 @@ pub struct Generation {
     certs: Option<Arc<CertSet>>,
     secret_files: SecretFiles,
     hash: String,
+    /// Discovered services of the plan that no provider sync had brought when it was built.
+    unsynced: Vec<String>,
     /// Unix time (seconds) when this generation was built.
     pub since: u64,
     /// What built it (`start`, `file`, `sighup`, `api`).
@@ -133,7 +135,17 @@ pub fn build(
         }
     };
     let hash = generation_hash(&plan, certs.as_deref(), &inputs.discovered);
+    let mut unsynced: Vec<String> = plan
+        .routes()
+        .iter()
+        .filter_map(|r| r.discovery.as_ref())
+        .filter(|d| !inputs.discovered.contains_key(&d.service))
+        .map(|d| d.service.clone())
+        .collect();
+    unsynced.sort();
+    unsynced.dedup();
     let generation = Generation {
+        unsynced,
         plan,
         routes,
         certs,
@@ -200,6 +212,12 @@ impl Generation {
     /// The compiled plan.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The services its routes discover that had not synced when it was built: their routes
+    /// have no backend yet (readiness waits for them, for a bounded time).
+    pub fn unsynced(&self) -> &[String] {
+        &self.unsynced
     }
 
     /// Every route's runtime, in plan order.

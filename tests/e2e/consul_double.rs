@@ -48,6 +48,8 @@ struct State {
     services: BTreeMap<String, Vec<Instance>>,
     token: Option<String>,
     failing: bool,
+    /// Added before every answer (a slow server).
+    delay: Duration,
     seen: Vec<Seen>,
 }
 
@@ -185,6 +187,11 @@ impl ConsulDouble {
         self.inner.changed.notify_all();
     }
 
+    /// Holds every later answer `delay` longer (a slow server).
+    pub fn set_delay(&self, delay: Duration) {
+        self.inner.state.lock().unwrap().delay = delay;
+    }
+
     /// Every request received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.inner.state.lock().unwrap().seen.clone()
@@ -257,6 +264,8 @@ fn serve<S: Read + Write>(s: S, inner: &Inner) {
             });
             state.seen.len() - 1
         };
+        let delay = inner.state.lock().unwrap().delay;
+        std::thread::sleep(delay);
         let (status, index, body) = answer(inner, &method, &target, token.as_deref());
         if let Some(seen) = inner.state.lock().unwrap().seen.get_mut(at) {
             seen.status = status;
