@@ -158,3 +158,54 @@ fn an_unreachable_provider_delays_readiness_by_a_bounded_time() {
         p.log_text()
     );
 }
+
+#[test]
+fn route_explains_a_discovered_route_from_a_status_snapshot() {
+    let a = Backend::start("a");
+    let s = Backend::start("static");
+    let consul = ConsulDouble::start();
+    consul.set_service("web", vec![Instance::at("a", a.addr)]);
+    let text = upstreams(&[consul.url()], "", &s);
+    let p = start(&text);
+    let d = TempDir::new("route-snapshot");
+    d.write("upstreams.yaml", &text);
+    d.write("status.json", &p.config_status().to_string());
+
+    let (code, out, err) = crate::common::run_cli(
+        &[
+            "route",
+            "upstreams.yaml",
+            "--host",
+            "web.test",
+            "--provider-snapshot",
+            "status.json",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("discovered from consul service `web`"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("- {}", a.addr)), "{out}");
+
+    // without a snapshot: where the backends come from; a bad snapshot: exit 2
+    let (code, out, _) =
+        crate::common::run_cli(&["route", "upstreams.yaml", "--host", "web.test"], d.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("--provider-snapshot"), "{out}");
+    d.write("bad.json", "[1, 2]");
+    let (code, _, err) = crate::common::run_cli(
+        &[
+            "route",
+            "upstreams.yaml",
+            "--host",
+            "web.test",
+            "--provider-snapshot",
+            "bad.json",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("provider snapshot"), "{err}");
+}
