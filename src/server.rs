@@ -146,6 +146,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         upstreams: sources.clone(),
         certs,
         discovered: Default::default(),
+        generated: Vec::new(),
     };
     let store = match GenerationStore::start(
         inputs,

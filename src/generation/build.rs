@@ -29,6 +29,9 @@ pub struct Inputs {
     pub certs: Option<CertInput>,
     /// The endpoints of discovered services (Consul), as last synced.
     pub discovered: Discovered,
+    /// Service lists a provider generated (`(name, JSON list of service entries)`, e.g. from
+    /// Consul's `aralez.*` tags), compiled beside the files' routes.
+    pub generated: Vec<(String, String)>,
 }
 
 /// Settings from main.yaml that the build needs on every reload.
@@ -76,13 +79,19 @@ pub type Loaded = (aralez_compiler::Compiled<Plan>, AuthTable, Vec<String>);
 /// The one validator of an upstreams input: compiles it and resolves its route secrets.
 pub fn compile(
     sources: &UpstreamSources,
+    generated: &[(String, String)],
     settings: &CompileSettings,
 ) -> Result<Loaded, Vec<Diagnostic>> {
     let ctx = aralez_compiler::Context {
         tls_listener: settings.tls_listener,
         unsupported: crate::UNSUPPORTED_UPSTREAM_KEYS,
     };
-    let compiled = aralez_compiler::compile_upstreams(&sources.as_sources(), &ctx)?;
+    let generated: Vec<aralez_compiler::Source<'_>> = generated
+        .iter()
+        .map(|(name, text)| aralez_compiler::Source { name, text })
+        .collect();
+    let compiled =
+        aralez_compiler::compile_upstreams_with(&sources.as_sources(), &generated, &ctx)?;
     match crate::auth::resolve(&compiled.value, &settings.auth) {
         Ok((auth, warnings)) => Ok((compiled, auth, warnings)),
         Err(errors) => {
@@ -105,7 +114,7 @@ pub fn build(
     previous: Option<&Generation>,
     trigger: &str,
 ) -> Result<Built, Vec<Diagnostic>> {
-    let (compiled, auth, mut warnings) = compile(&inputs.upstreams, settings)?;
+    let (compiled, auth, mut warnings) = compile(&inputs.upstreams, &inputs.generated, settings)?;
     let plan = compiled.value;
     let (routes, peer_warnings) = runtime::routes(&plan, auth.routes, registry, &inputs.discovered);
     warnings.extend(peer_warnings);

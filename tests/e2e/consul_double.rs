@@ -46,6 +46,8 @@ pub struct Seen {
 struct State {
     index: u64,
     services: BTreeMap<String, Vec<Instance>>,
+    /// Service tags (the catalog lists every registered service with its tags).
+    tags: BTreeMap<String, Vec<String>>,
     token: Option<String>,
     failing: bool,
     /// Added before every answer (a slow server).
@@ -158,6 +160,16 @@ impl ConsulDouble {
     pub fn set_service(&self, service: &str, instances: Vec<Instance>) {
         self.change(|s| {
             s.services.insert(service.to_string(), instances);
+        });
+    }
+
+    /// Sets the tags of `service` (as every instance registers them); the index moves.
+    pub fn set_tags(&self, service: &str, tags: &[&str]) {
+        self.change(|s| {
+            s.tags.insert(
+                service.to_string(),
+                tags.iter().map(|t| t.to_string()).collect(),
+            );
         });
     }
 
@@ -293,8 +305,11 @@ fn answer(inner: &Inner, method: &str, target: &str, token: Option<&str>) -> (u1
         .map(|p| p.split_once('=').unwrap_or((p, "")))
         .collect();
     let mut state = inner.state.lock().unwrap();
-    let Some(service) = path.strip_prefix("/v1/health/service/") else {
-        return (404, state.index, "\"not found\"".into());
+    let catalog = path == "/v1/catalog/services";
+    let service = match path.strip_prefix("/v1/health/service/") {
+        Some(service) => service,
+        None if catalog => "",
+        None => return (404, state.index, "\"not found\"".into()),
     };
     if method != "GET" {
         return (405, state.index, "\"method not allowed\"".into());
@@ -339,6 +354,22 @@ fn answer(inner: &Inner, method: &str, target: &str, token: Option<&str>) -> (u1
     if state.failing {
         return (500, state.index, "\"rpc error: No cluster leader\"".into());
     }
+    if catalog {
+        // `GET /v1/catalog/services`: every registered service with its tags
+        let listing: serde_json::Map<String, serde_json::Value> = state
+            .services
+            .keys()
+            .map(|name| {
+                let tags = state.tags.get(name).cloned().unwrap_or_default();
+                (name.clone(), serde_json::json!(tags))
+            })
+            .collect();
+        return (
+            200,
+            state.index,
+            serde_json::Value::Object(listing).to_string(),
+        );
+    }
     let passing = params.contains_key("passing");
     let dc = params.get("dc").copied().unwrap_or("dc1");
     let entries: Vec<serde_json::Value> = state
@@ -352,7 +383,7 @@ fn answer(inner: &Inner, method: &str, target: &str, token: Option<&str>) -> (u1
             serde_json::json!({
                 "Node": {"ID": "", "Node": format!("node-{}", i.id), "Address": i.address, "Datacenter": dc},
                 "Service": {
-                    "ID": i.id, "Service": service, "Tags": [], "Meta": {},
+                    "ID": i.id, "Service": service, "Tags": state.tags.get(service).cloned().unwrap_or_default(), "Meta": {},
                     "Address": i.address, "Port": i.port,
                 },
                 "Checks": [
