@@ -102,8 +102,9 @@ fn in_cluster_defaults_serve_an_aralez_092_style_file_unchanged() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("discovered at run time from kubernetes service `console-service`")
-            && out.contains(&format!("1 endpoint(s) (up): {}", b.addr)),
+        out.contains("discovered from kubernetes service `console-service`")
+            && out.contains("in the snapshot (up):")
+            && out.contains(&format!("  - {}", b.addr)),
         "{out}"
     );
     let (code, out, _) = run_cli(
@@ -111,7 +112,7 @@ fn in_cluster_defaults_serve_an_aralez_092_style_file_unchanged() {
         p.dir.path(),
     );
     assert_eq!(code, 0);
-    assert!(out.contains("give --provider-snapshot"), "{out}");
+    assert!(out.contains("pass --provider-snapshot"), "{out}");
 }
 
 #[test]

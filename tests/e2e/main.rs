@@ -16,6 +16,7 @@ mod cli;
 mod consul;
 mod consul_config;
 mod consul_double;
+mod consul_tags;
 mod files;
 mod http1_conformance;
 mod k8s_double;
