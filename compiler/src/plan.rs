@@ -78,6 +78,8 @@ pub struct KubernetesConfig {
     pub namespace: Option<String>,
     /// A watch that sends nothing (not even a bookmark) for this long is restarted.
     pub watch_idle_seconds: u64,
+    /// Ingress controller mode: the Ingresses of this class (in every namespace) are routed.
+    pub ingress_class: Option<String>,
 }
 
 /// Where a route's backends come from when a provider discovers them.

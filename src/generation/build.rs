@@ -35,14 +35,30 @@ pub struct ServiceKey {
 impl ServiceKey {
     /// The key of the service a route of `plan` discovers.
     pub fn of(plan: &Plan, discovery: &Discovery) -> Self {
-        let namespace = match discovery.provider {
-            Provider::Kubernetes => plan.kubernetes().and_then(|k| k.namespace.clone()),
-            _ => None,
+        match discovery.provider {
+            Provider::Kubernetes => Self::kubernetes(
+                plan.kubernetes().and_then(|k| k.namespace.as_deref()),
+                &discovery.service,
+            ),
+            _ => Self {
+                provider: discovery.provider.as_str(),
+                namespace: None,
+                service: discovery.service.clone(),
+            },
+        }
+    }
+
+    /// The key of a Kubernetes `upstream` (`[NAMESPACE/]SERVICE[:PORT]`); without a namespace
+    /// of its own, the configured one (`None`: the service account's).
+    pub fn kubernetes(configured: Option<&str>, upstream: &str) -> Self {
+        let (namespace, service) = match upstream.split_once('/') {
+            Some((ns, rest)) => (Some(ns), rest),
+            None => (configured, upstream),
         };
         Self {
-            provider: discovery.provider.as_str(),
-            namespace,
-            service: discovery.service.clone(),
+            provider: "kubernetes",
+            namespace: namespace.map(str::to_string),
+            service: service.to_string(),
         }
     }
 }

@@ -71,7 +71,10 @@ pub fn compile_upstreams_with(
             .iter()
             .map(|src| {
                 let mut gen_sink = Sink::new(src.name);
-                let services = providers::generated(&mut gen_sink, ctx, src.text);
+                let kind = globals
+                    .provider
+                    .map_or(crate::plan::Provider::Consul, |(p, _)| p);
+                let services = providers::generated(&mut gen_sink, ctx, kind, src.text);
                 (gen_sink, services)
             })
             .collect();

@@ -90,6 +90,7 @@ pub(crate) fn section(
     let mut token = None;
     let mut token_file = None;
     let mut tokenpath = None;
+    let mut ingress_class = None;
     let mut namespace = None;
     let mut services = Vec::new();
     let mut had_servers = false;
@@ -166,10 +167,11 @@ pub(crate) fn section(
                 }
             }
             "ingress_class" => {
-                // the Ingress controller mode is not built yet: refused, never ignored
                 let shown = "kubernetes.ingress_class";
                 if !policy::refused(sink, ctx, se.key_node, &p, shown, shown) {
-                    walk::nonempty_str_of(sink, se.value, &p);
+                    ingress_class = walk::nonempty_str_of(sink, se.value, &p).and_then(|s| {
+                        name_ok(sink, se.value, &p, s, "ingress class").then(|| s.to_string())
+                    });
                 }
             }
             "tag_mode" => tag_mode = walk::bool_of(sink, se.value, &p).unwrap_or(false),
@@ -221,6 +223,7 @@ pub(crate) fn section(
                 tokenpath,
                 namespace,
                 watch_idle_seconds,
+                ingress_class,
             }),
         )
     };
@@ -277,16 +280,22 @@ fn name_ok(sink: &mut Sink<'_>, node: &crate::yaml::Node, path: &str, s: &str, w
     ok
 }
 
-/// A Kubernetes `upstream`: a Service name, optionally `:port` (a port name or number).
+/// A Kubernetes `upstream`: a Service name, optionally `:port` (a port name or number);
+/// `NAMESPACE/` may precede it (a Service of another namespace, as the Ingress controller
+/// generates).
 fn kube_upstream_ok(s: &str) -> bool {
-    let (name, port) = s.split_once(':').unwrap_or((s, ""));
     let label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
             && l.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
-    label(name) && (!s.contains(':') || label(port))
+    let (namespace, rest) = match s.split_once('/') {
+        Some((ns, rest)) => (Some(ns), rest),
+        None => (None, s),
+    };
+    let (name, port) = rest.split_once(':').unwrap_or((rest, ""));
+    namespace.is_none_or(label) && label(name) && (!rest.contains(':') || label(port))
 }
 
 fn service(
@@ -389,7 +398,12 @@ fn service(
 /// The service entries of a list a provider generated (see
 /// [`crate::compile_upstreams_with`]). An entry with an error is left out, reported as W0014
 /// with the error's message; the sequence itself not parsing is one W0014 for the whole source.
-pub(crate) fn generated(sink: &mut Sink<'_>, ctx: &Context<'_>, text: &str) -> Vec<Service> {
+pub(crate) fn generated(
+    sink: &mut Sink<'_>,
+    ctx: &Context<'_>,
+    kind: Provider,
+    text: &str,
+) -> Vec<Service> {
     let items = match crate::yaml::parse(text) {
         Ok(Some(crate::yaml::Node {
             value: crate::yaml::Value::Seq(items),
@@ -414,7 +428,7 @@ pub(crate) fn generated(sink: &mut Sink<'_>, ctx: &Context<'_>, text: &str) -> V
     for (i, item) in items.iter().enumerate() {
         let ip = ypath::index("", i);
         let mut one = Sink::new(sink.file);
-        let parsed = service(&mut one, ctx, Provider::Consul, item, &ip, &services);
+        let parsed = service(&mut one, ctx, kind, item, &ip, &services);
         let name = upstream_of(item).unwrap_or("?").to_string();
         match (parsed, first_error(&one)) {
             (Some(s), None) => services.push(s),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aralez_compiler::{ConsulTls, KubernetesConfig};
 
-use super::slices::{SliceList, WatchEvent};
+use super::slices::{ObjectList, WatchEvent};
 use crate::sources::consul::client::tls_config;
 
 /// The service-account token of a Pod.
@@ -177,20 +177,25 @@ impl Client {
             .set("Accept", "application/json"))
     }
 
-    fn url(&self, server: &str, service: &str) -> Result<String, ClientError> {
-        let ns = self
-            .namespace
-            .as_ref()
-            .map_err(|e| ClientError::Settings(e.clone()))?;
+    /// The path (with its query) of the EndpointSlices of `upstream` (`[NAMESPACE/]SERVICE[:PORT]`;
+    /// without a namespace, the configured or service-account one).
+    pub fn slices_path(&self, upstream: &str) -> Result<String, ClientError> {
+        let (namespace, rest) = match upstream.split_once('/') {
+            Some((ns, rest)) => (ns.to_string(), rest),
+            None => (
+                self.namespace.clone().map_err(ClientError::Settings)?,
+                upstream,
+            ),
+        };
+        let service = rest.split_once(':').map_or(rest, |(name, _)| name);
         Ok(format!(
-            "{}/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{service}",
-            server.trim_end_matches('/')
+            "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{service}"
         ))
     }
 
-    /// Lists the EndpointSlices of `service`.
-    pub fn list(&self, server: &str, service: &str) -> Result<SliceList, ClientError> {
-        let url = self.url(server, service)?;
+    /// Lists the objects at `path` (a list path with its query).
+    pub fn list(&self, server: &str, path: &str) -> Result<ObjectList, ClientError> {
+        let url = format!("{}{path}", server.trim_end_matches('/'));
         let response = call(self.request(&url)?.timeout(LIST_TIMEOUT), server)?;
         let mut body = Vec::new();
         response
@@ -204,12 +209,12 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| bad(server, e.to_string()))
     }
 
-    /// Opens a watch of the EndpointSlices of `service` from `version` (the server ends it after
+    /// Opens a watch of the objects at `path` from `version` (the server ends it after
     /// `timeout`; each read waits at most `watch_idle_seconds`).
     pub fn watch(
         &self,
         server: &str,
-        service: &str,
+        path: &str,
         version: &str,
         timeout: Duration,
     ) -> Result<Events, ClientError> {
@@ -220,8 +225,9 @@ impl Client {
             ));
         }
         let url = format!(
-            "{}&watch=true&allowWatchBookmarks=true&resourceVersion={version}&timeoutSeconds={}",
-            self.url(server, service)?,
+            "{}{path}{}watch=true&allowWatchBookmarks=true&resourceVersion={version}&timeoutSeconds={}",
+            server.trim_end_matches('/'),
+            if path.contains('?') { "&" } else { "?" },
             timeout.as_secs().max(1)
         );
         let response = call(self.request(&url)?, server)?;
@@ -338,6 +344,7 @@ mod tests {
             tokenpath: Some(tokenpath.to_string()),
             namespace: namespace.map(str::to_string),
             watch_idle_seconds: 5,
+            ingress_class: None,
         }
     }
 
@@ -349,8 +356,12 @@ mod tests {
         );
         assert_eq!(c.servers, ["https://10.0.0.1:6443"]);
         assert_eq!(
-            c.url("https://10.0.0.1:6443", "web").unwrap(),
-            "https://10.0.0.1:6443/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb"
+            c.slices_path("web:http").unwrap(),
+            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb"
+        );
+        assert_eq!(
+            c.slices_path("other/api").unwrap(),
+            "/apis/discovery.k8s.io/v1/namespaces/other/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dapi"
         );
     }
 
@@ -361,11 +372,7 @@ mod tests {
             Path::new("/"),
         );
         assert!(matches!(
-            c.url("https://x", "web"),
-            Err(ClientError::Settings(_))
-        ));
-        assert!(matches!(
-            c.list("https://127.0.0.1:1", "web"),
+            c.slices_path("web"),
             Err(ClientError::Settings(_))
         ));
         let c = Client::new(
@@ -373,7 +380,7 @@ mod tests {
             Path::new("/"),
         );
         assert!(matches!(
-            c.list("https://127.0.0.1:1", "web"),
+            c.list("https://127.0.0.1:1", "/apis"),
             Err(ClientError::Token(_))
         ));
     }

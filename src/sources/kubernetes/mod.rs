@@ -11,6 +11,7 @@
 //! serving, the state change is logged once, counted, and shown on `/config/status`.
 
 pub mod client;
+mod services;
 pub mod slices;
 pub mod watch;
 
@@ -26,9 +27,9 @@ use super::reload::{Notifier, ReadError, Source, Watch};
 use super::watch::WatchError;
 use aralez_compiler::Backend;
 
-use crate::generation::{unix_now, Generation, GenerationStore, Inputs, ServiceKey};
+use crate::generation::{Generation, GenerationStore, Inputs, ServiceKey};
 use crate::metrics::Metrics;
-use client::{Client, ClientError};
+use client::Client;
 
 /// The provider label in metrics, logs and `/config/status`, and the reload trigger.
 pub const PROVIDER: &str = "kubernetes";
@@ -72,16 +73,14 @@ impl Source for KubernetesSource {
     fn read(&self, inputs: &mut Inputs) -> Result<(), ReadError> {
         inputs.discovered.retain(|k, _| k.provider != PROVIDER);
         let state = self.shared.lock();
-        let namespace = state.config.as_ref().and_then(|c| c.namespace.clone());
+        let namespace = state.config.as_ref().and_then(|c| c.namespace.as_deref());
         inputs
             .discovered
-            .extend(state.endpoints.iter().map(|(service, endpoints)| {
-                let key = ServiceKey {
-                    provider: PROVIDER,
-                    namespace: namespace.clone(),
-                    service: service.clone(),
-                };
-                (key, endpoints.clone())
+            .extend(state.endpoints.iter().map(|(upstream, endpoints)| {
+                (
+                    ServiceKey::kubernetes(namespace, upstream),
+                    endpoints.clone(),
+                )
             }));
         Ok(())
     }
@@ -215,17 +214,18 @@ impl Shared {
             self.publish(&mut state);
             return;
         }
-        let ctx = Arc::new(watch::Ctx {
-            client: Client::new(&config, &self.base),
-            shared: self.clone(),
-            epoch: state.epoch,
-        });
+        let client = Arc::new(Client::new(&config, &self.base));
         for name in new {
             let stop = Arc::new(AtomicBool::new(false));
-            let (thread_ctx, thread_stop, thread_name) = (ctx.clone(), stop.clone(), name.clone());
+            let watcher = services::SliceWatch {
+                shared: self.clone(),
+                epoch: state.epoch,
+                upstream: name.clone(),
+            };
+            let (thread_client, thread_stop) = (client.clone(), stop.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("aralez-k8s-{name}"))
-                .spawn(move || watch::run(&thread_ctx, &thread_name, &thread_stop));
+                .spawn(move || watch::run(&thread_client, &watcher, &thread_stop));
             let error = spawned
                 .err()
                 .map(|e| format!("cannot start the watch thread: {e}"));
@@ -244,93 +244,6 @@ impl Shared {
             );
         }
         self.publish(&mut state);
-    }
-
-    /// Records the endpoint set after a list or an event; false when the watch is retired.
-    pub(crate) fn synced(
-        &self,
-        epoch: u64,
-        service: &str,
-        server: &str,
-        endpoints: Vec<Backend>,
-        skipped: usize,
-        version: &str,
-    ) -> bool {
-        let mut state = self.lock();
-        if state.epoch != epoch {
-            return false;
-        }
-        let Some(s) = state.services.get_mut(service) else {
-            return false;
-        };
-        if s.ok != Some(true) && s.ok.is_some() {
-            log::info!("kubernetes: service {service}: synced again from {server}");
-        }
-        s.ok = Some(true);
-        s.version = version.to_string();
-        s.server = Some(server.to_string());
-        s.error = None;
-        let changed = state.endpoints.get(service) != Some(&endpoints);
-        if changed {
-            let ids: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
-            log::info!(
-                "kubernetes: service {service}: {} ready endpoint(s){}{}",
-                ids.len(),
-                if ids.is_empty() { "" } else { ": " },
-                ids.join(", ")
-            );
-            if skipped > 0 {
-                log::warn!(
-                    "kubernetes: service {service}: {skipped} ready endpoint address(es) left out (unusable address, or no such TCP port: name it with `upstream: SERVICE:PORT`)"
-                );
-            }
-            state.endpoints.insert(service.to_string(), endpoints);
-        }
-        let now = unix_now();
-        state.last_sync = Some(now);
-        self.metrics
-            .provider_updates
-            .with_label_values(&[PROVIDER, if changed { "changed" } else { "unchanged" }])
-            .inc();
-        self.metrics
-            .provider_last_sync
-            .with_label_values(&[PROVIDER])
-            .set(i64::try_from(now).unwrap_or(i64::MAX));
-        self.publish(&mut state);
-        if changed {
-            if let Some(n) = &state.notifier {
-                n.provider_changed(PROVIDER);
-            }
-        }
-        true
-    }
-
-    /// Records a failed query (the last good endpoints stay); false when the watch is retired.
-    pub(crate) fn failed(&self, epoch: u64, service: &str, server: &str, e: &ClientError) -> bool {
-        let mut state = self.lock();
-        if state.epoch != epoch {
-            return false;
-        }
-        let Some(s) = state.services.get_mut(service) else {
-            return false;
-        };
-        let message = e.to_string();
-        if s.ok != Some(false) {
-            log::warn!(
-                "kubernetes: service {service}: {message}; its last good endpoints keep serving (server {server} failed, retrying)"
-            );
-        } else {
-            log::debug!("kubernetes: service {service}: {message}");
-        }
-        s.ok = Some(false);
-        s.error = Some(message.clone());
-        state.last_error = Some(message);
-        self.metrics
-            .provider_updates
-            .with_label_values(&[PROVIDER, "error"])
-            .inc();
-        self.publish(&mut state);
-        true
     }
 
     /// Sets the gauge and the `/config/status` entry; logs a change of the provider state.

@@ -68,15 +68,15 @@ pub struct Port {
     pub protocol: Option<String>,
 }
 
-/// A `EndpointSliceList` answer.
+/// A list answer (`EndpointSliceList`, `IngressList`).
 #[derive(Debug, Clone, Deserialize)]
-pub struct SliceList {
+pub struct ObjectList {
     /// `resourceVersion` of the list: where the watch starts.
     #[serde(default)]
     pub metadata: Meta,
-    /// The slices (`null`: none).
+    /// The objects (`null`: none).
     #[serde(default)]
-    pub items: Option<Vec<Slice>>,
+    pub items: Option<Vec<serde_json::Value>>,
 }
 
 /// One line of a watch stream.
