@@ -31,8 +31,7 @@ pub mod tls;
 
 /// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
 /// them (E0900) instead of silently ignoring them.
-/// `kubernetes.ingress_class`: the Ingress controller mode is not built yet.
-pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["kubernetes.ingress_class"];
+pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &[];
 
 /// main.yaml keys this build parses but does not enforce yet (refused with E0900).
 pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[];

@@ -107,7 +107,7 @@ fn the_deployment_matches_its_config_and_is_locked_down() {
 }
 
 #[test]
-fn the_service_account_may_watch_endpointslices_and_nothing_else() {
+fn the_service_account_may_watch_endpointslices_and_ingresses_and_nothing_else() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/rbac.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let docs: Vec<Value> = text
@@ -115,24 +115,44 @@ fn the_service_account_may_watch_endpointslices_and_nothing_else() {
         .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .collect();
     let of = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap();
-    let (account, role, binding) = (of("ServiceAccount"), of("Role"), of("RoleBinding"));
+    let (account, role, binding) = (
+        of("ServiceAccount"),
+        of("ClusterRole"),
+        of("ClusterRoleBinding"),
+    );
     let deploy = manifest("deployment.yaml");
     let pod = &deploy["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
     assert_eq!(pod["automountServiceAccountToken"], true);
-    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
     assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    // least privilege: read-only, on exactly what the provider requests
     let rules = role["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 1, "least privilege: {rules:?}");
+    let granted: Vec<(String, String, Value)> = rules
+        .iter()
+        .map(|r| {
+            (
+                r["apiGroups"][0].as_str().unwrap().to_string(),
+                r["resources"][0].as_str().unwrap().to_string(),
+                r["verbs"].clone(),
+            )
+        })
+        .collect();
+    let read = serde_json::json!(["get", "list", "watch"]);
     assert_eq!(
-        rules[0]["apiGroups"],
-        serde_json::json!(["discovery.k8s.io"])
+        granted,
+        [
+            (
+                "discovery.k8s.io".into(),
+                "endpointslices".into(),
+                read.clone()
+            ),
+            ("networking.k8s.io".into(), "ingresses".into(), read),
+        ]
     );
-    assert_eq!(rules[0]["resources"], serde_json::json!(["endpointslices"]));
-    assert_eq!(
-        rules[0]["verbs"],
-        serde_json::json!(["get", "list", "watch"])
-    );
+    let class = manifest("ingressclass.yaml");
+    assert_eq!(class["kind"], "IngressClass");
+    assert_eq!(class["metadata"]["name"], "aralez");
 }

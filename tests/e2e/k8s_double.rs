@@ -1,7 +1,8 @@
 //! A loopback stand-in for a Kubernetes API server, as documented, over HTTPS with a generated CA:
 //! only `GET /apis/discovery.k8s.io/v1/namespaces/<ns>/endpointslices` with
-//! `labelSelector=kubernetes.io/service-name=<svc>`: a list (`kind: EndpointSliceList`,
-//! `metadata.resourceVersion`), or with `watch=true&resourceVersion=N&allowWatchBookmarks=true&
+//! `labelSelector=kubernetes.io/service-name=<svc>` and `GET /apis/networking.k8s.io/v1/ingresses`
+//! (every namespace, or `/namespaces/<ns>/ingresses`): a list (`kind: EndpointSliceList` /
+//! `IngressList`, `metadata.resourceVersion`), or with `watch=true&resourceVersion=N&allowWatchBookmarks=true&
 //! timeoutSeconds=S` a chunked stream of one JSON event per line (`ADDED`, `MODIFIED`, `DELETED`,
 //! `BOOKMARK`, and `ERROR` with a `Status` of code 410 when N was compacted away). Every request
 //! needs `Authorization: Bearer <token>` (401 with a `Status` otherwise). The test controls the
@@ -35,10 +36,10 @@ struct State {
     version: u64,
     /// Compacted: a watch from a version below this gets 410.
     oldest: u64,
-    /// (namespace, name) to the slice object.
-    slices: BTreeMap<(String, String), Value>,
-    /// Every change: (version, event type, namespace, object).
-    history: Vec<(u64, &'static str, String, Value)>,
+    /// (resource, namespace, name) to the object.
+    objects: BTreeMap<(&'static str, String, String), Value>,
+    /// Every change: (version, event type, resource, namespace, object).
+    history: Vec<(u64, &'static str, &'static str, String, Value)>,
     token: String,
     failing: bool,
     stalled: bool,
@@ -87,7 +88,7 @@ impl K8sDouble {
             state: Mutex::new(State {
                 version: 100,
                 oldest: 0,
-                slices: BTreeMap::new(),
+                objects: BTreeMap::new(),
                 history: Vec::new(),
                 token: token.to_string(),
                 failing: false,
@@ -160,22 +161,47 @@ impl K8sDouble {
                 })).collect::<Vec<_>>(),
                 "ports": ports.iter().map(|(n, p)| json!({"name": n, "port": p, "protocol": "TCP"})).collect::<Vec<_>>(),
             });
-            let key = (ns.to_string(), name.to_string());
-            let kind = if s.slices.contains_key(&key) { "MODIFIED" } else { "ADDED" };
-            s.slices.insert(key, object.clone());
-            let version = s.version;
-            s.history.push((version, kind, ns.to_string(), object));
+            upsert(s, SLICES, ns, name, object);
         });
+    }
+
+    /// Creates or replaces the Ingress `name` in `ns` with `spec` and `annotations`.
+    pub fn set_ingress(&self, ns: &str, name: &str, spec: Value, annotations: Value) {
+        self.change(|s| {
+            s.version += 1;
+            let object = json!({
+                "kind": "Ingress",
+                "apiVersion": "networking.k8s.io/v1",
+                "metadata": {"name": name, "namespace": ns, "resourceVersion": s.version.to_string(),
+                             "annotations": annotations},
+                "spec": spec,
+                "status": {"loadBalancer": {}},
+            });
+            upsert(s, INGRESSES, ns, name, object);
+        });
+    }
+
+    /// Deletes the Ingress `name` in `ns`.
+    pub fn delete_ingress(&self, ns: &str, name: &str) {
+        self.delete(INGRESSES, ns, name);
     }
 
     /// Deletes the slice `name` in `ns`.
     pub fn delete_slice(&self, ns: &str, name: &str) {
+        self.delete(SLICES, ns, name);
+    }
+
+    fn delete(&self, resource: &'static str, ns: &str, name: &str) {
         self.change(|s| {
-            if let Some(mut object) = s.slices.remove(&(ns.to_string(), name.to_string())) {
+            if let Some(mut object) =
+                s.objects
+                    .remove(&(resource, ns.to_string(), name.to_string()))
+            {
                 s.version += 1;
                 object["metadata"]["resourceVersion"] = json!(s.version.to_string());
                 let version = s.version;
-                s.history.push((version, "DELETED", ns.to_string(), object));
+                s.history
+                    .push((version, "DELETED", resource, ns.to_string(), object));
             }
         });
     }
@@ -231,6 +257,76 @@ impl Drop for K8sDouble {
     }
 }
 
+const SLICES: &str = "endpointslices";
+const INGRESSES: &str = "ingresses";
+
+fn upsert(s: &mut State, resource: &'static str, ns: &str, name: &str, object: Value) {
+    let key = (resource, ns.to_string(), name.to_string());
+    let kind = if s.objects.contains_key(&key) {
+        "MODIFIED"
+    } else {
+        "ADDED"
+    };
+    s.objects.insert(key, object.clone());
+    let version = s.version;
+    s.history
+        .push((version, kind, resource, ns.to_string(), object));
+}
+
+/// What a request asks for: the resource, its namespace (`None`: all), the Service label.
+#[derive(Clone)]
+struct Select {
+    resource: &'static str,
+    namespace: Option<String>,
+    service: Option<String>,
+}
+
+impl Select {
+    fn of(path: &str, label: Option<&str>) -> Option<Self> {
+        if let Some(rest) = path.strip_prefix("/apis/discovery.k8s.io/v1/namespaces/") {
+            let ns = rest.strip_suffix("/endpointslices")?;
+            let service = label?.strip_prefix("kubernetes.io/service-name=")?;
+            return Some(Self {
+                resource: SLICES,
+                namespace: Some(ns.into()),
+                service: Some(service.into()),
+            });
+        }
+        if path == "/apis/networking.k8s.io/v1/ingresses" {
+            return Some(Self {
+                resource: INGRESSES,
+                namespace: None,
+                service: None,
+            });
+        }
+        let ns = path
+            .strip_prefix("/apis/networking.k8s.io/v1/namespaces/")?
+            .strip_suffix("/ingresses")?;
+        Some(Self {
+            resource: INGRESSES,
+            namespace: Some(ns.into()),
+            service: None,
+        })
+    }
+
+    fn picks(&self, resource: &str, ns: &str, object: &Value) -> bool {
+        resource == self.resource
+            && self.namespace.as_deref().is_none_or(|n| n == ns)
+            && self
+                .service
+                .as_deref()
+                .is_none_or(|svc| object["metadata"]["labels"]["kubernetes.io/service-name"] == svc)
+    }
+
+    fn list_kind(&self) -> &'static str {
+        if self.resource == SLICES {
+            "EndpointSliceList"
+        } else {
+            "IngressList"
+        }
+    }
+}
+
 fn status_object(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
@@ -281,14 +377,7 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
             .map(|p| p.split_once('=').unwrap_or((p, "")))
             .map(|(k, v)| (k.to_string(), v.replace("%2F", "/").replace("%3D", "=")))
             .collect();
-        let namespace = path
-            .strip_prefix("/apis/discovery.k8s.io/v1/namespaces/")
-            .and_then(|p| p.strip_suffix("/endpointslices"))
-            .map(str::to_string);
-        let service = params
-            .get("labelSelector")
-            .and_then(|l| l.strip_prefix("kubernetes.io/service-name="))
-            .map(str::to_string);
+        let select = Select::of(path, params.get("labelSelector").map(String::as_str));
         let watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
         let (status, body) = {
             let s = inner.state.lock().unwrap();
@@ -304,7 +393,7 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
                     405,
                     status_object(405, "MethodNotAllowed", "method not allowed"),
                 )
-            } else if namespace.is_none() || service.is_none() {
+            } else if select.is_none() {
                 (
                     404,
                     status_object(
@@ -316,21 +405,16 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
             } else if watch {
                 (200, Value::Null)
             } else {
-                let (ns, svc) = (
-                    namespace.as_deref().unwrap_or(""),
-                    service.as_deref().unwrap_or(""),
-                );
+                let select = select.clone().unwrap();
                 let items: Vec<Value> = s
-                    .slices
+                    .objects
                     .iter()
-                    .filter(|((n, _), o)| {
-                        n == ns && o["metadata"]["labels"]["kubernetes.io/service-name"] == svc
-                    })
+                    .filter(|((r, n, _), o)| select.picks(r, n, o))
                     .map(|(_, o)| o.clone())
                     .collect();
                 (
                     200,
-                    json!({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+                    json!({"kind": select.list_kind(), "apiVersion": "v1",
                              "metadata": {"resourceVersion": s.version.to_string()}, "items": items}),
                 )
             };
@@ -356,8 +440,7 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
             let bookmarks = params
                 .get("allowWatchBookmarks")
                 .is_some_and(|v| v == "true");
-            let (ns, svc) = (namespace.unwrap_or_default(), service.unwrap_or_default());
-            match stream(w, inner, &ns, &svc, from, timeout, bookmarks) {
+            match stream(w, inner, &select.clone().unwrap(), from, timeout, bookmarks) {
                 Some(()) => continue,
                 None => {
                     // cut: the connection drops without the last chunk
@@ -392,8 +475,7 @@ fn chunk<W: Write>(w: &mut W, line: &str) -> bool {
 fn stream<W: Write>(
     w: &mut W,
     inner: &Inner,
-    ns: &str,
-    svc: &str,
+    select: &Select,
     from: u64,
     timeout: Duration,
     bookmarks: bool,
@@ -427,12 +509,8 @@ fn stream<W: Write>(
             let events: Vec<String> = state
                 .history
                 .iter()
-                .filter(|(v, _, n, o)| {
-                    *v > sent
-                        && n == ns
-                        && o["metadata"]["labels"]["kubernetes.io/service-name"] == svc
-                })
-                .map(|(_, kind, _, o)| json!({"type": kind, "object": o}).to_string())
+                .filter(|(v, _, r, n, o)| *v > sent && select.picks(r, n, o))
+                .map(|(_, kind, _, _, o)| json!({"type": kind, "object": o}).to_string())
                 .collect();
             let version = state.version;
             let bookmark = bookmarks && last_write.elapsed() >= BOOKMARK_EVERY;

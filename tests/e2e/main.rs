@@ -22,6 +22,7 @@ mod http1_conformance;
 mod k8s_double;
 mod kubernetes;
 mod kubernetes_config;
+mod kubernetes_ingress;
 mod privilege;
 mod process;
 mod protocols;

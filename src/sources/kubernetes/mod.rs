@@ -11,6 +11,8 @@
 //! serving, the state change is logged once, counted, and shown on `/config/status`.
 
 pub mod client;
+pub mod ingress;
+mod ingresses;
 mod services;
 pub mod slices;
 pub mod watch;
@@ -27,7 +29,7 @@ use super::reload::{Notifier, ReadError, Source, Watch};
 use super::watch::WatchError;
 use aralez_compiler::Backend;
 
-use crate::generation::{Generation, GenerationStore, Inputs, ServiceKey};
+use crate::generation::{unix_now, Generation, GenerationStore, Inputs, ServiceKey};
 use crate::metrics::Metrics;
 use client::Client;
 
@@ -69,7 +71,7 @@ impl Source for KubernetesSource {
     }
 
     /// Copies the last good endpoint set of every watched service into `inputs` (the sets of
-    /// other providers stay).
+    /// other providers stay), and the service entries of the Ingresses.
     fn read(&self, inputs: &mut Inputs) -> Result<(), ReadError> {
         inputs.discovered.retain(|k, _| k.provider != PROVIDER);
         let state = self.shared.lock();
@@ -82,6 +84,14 @@ impl Source for KubernetesSource {
                     endpoints.clone(),
                 )
             }));
+        inputs
+            .generated
+            .retain(|(name, _)| !name.starts_with(ingresses::SOURCE_PREFIX));
+        if let Some(i) = &state.ingress {
+            inputs
+                .generated
+                .extend(i.generated.iter().map(|(n, t)| (n.clone(), t.clone())));
+        }
         Ok(())
     }
 }
@@ -95,7 +105,7 @@ pub(crate) struct Shared {
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     notifier: Option<Notifier>,
     /// The settings the running watches use.
     config: Option<KubernetesConfig>,
@@ -105,13 +115,17 @@ struct State {
     services: BTreeMap<String, ServiceState>,
     /// The last good endpoints of each watched service that synced at least once.
     endpoints: BTreeMap<String, Vec<Backend>>,
+    /// The Ingress controller (`ingress_class`).
+    ingress: Option<ingresses::IngressState>,
+    /// The generated entries of a stopped Ingress watch, for the next one to start from.
+    last_generated: Option<BTreeMap<String, String>>,
     /// The provider state last logged (`None`: starting).
     up: Option<bool>,
     last_sync: Option<u64>,
     last_error: Option<String>,
 }
 
-struct ServiceState {
+pub(super) struct ServiceState {
     stop: Arc<AtomicBool>,
     /// `None` until the first answer or error.
     ok: Option<bool>,
@@ -154,6 +168,7 @@ impl Shared {
             for (_, s) in std::mem::take(&mut state.services) {
                 s.stop.store(true, Ordering::SeqCst);
             }
+            Self::stop_ingresses(&mut state, false);
             state.endpoints.clear();
             state.epoch += 1;
             state.up = None;
@@ -174,6 +189,7 @@ impl Shared {
             if state.config.as_ref().map(|c| &c.namespace) != Some(&config.namespace) {
                 state.endpoints.clear();
             }
+            Self::stop_ingresses(&mut state, config.ingress_class.is_some());
             state.epoch += 1;
             log::info!(
                 "kubernetes: watching {} service(s){}",
@@ -193,6 +209,12 @@ impl Shared {
                 }
             );
             state.config = Some(config.clone());
+        }
+        if let Some(class) = &config.ingress_class {
+            if state.ingress.is_none() {
+                let client = Arc::new(Client::new(&config, &self.base));
+                self.start_ingresses(&mut state, client, class);
+            }
         }
         let removed: Vec<String> = state
             .services
@@ -246,11 +268,42 @@ impl Shared {
         self.publish(&mut state);
     }
 
+    /// Counts a successful answer (`changed` or not), and publishes.
+    fn record_sync(&self, state: &mut State, changed: bool) {
+        let now = unix_now();
+        state.last_sync = Some(now);
+        self.metrics
+            .provider_updates
+            .with_label_values(&[PROVIDER, if changed { "changed" } else { "unchanged" }])
+            .inc();
+        self.metrics
+            .provider_last_sync
+            .with_label_values(&[PROVIDER])
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
+        self.publish(state);
+    }
+
+    /// Counts a failed request, and publishes.
+    fn record_failure(&self, state: &mut State, message: String) {
+        state.last_error = Some(message);
+        self.metrics
+            .provider_updates
+            .with_label_values(&[PROVIDER, "error"])
+            .inc();
+        self.publish(state);
+    }
+
     /// Sets the gauge and the `/config/status` entry; logs a change of the provider state.
     fn publish(&self, state: &mut State) {
-        let up = if state.services.values().any(|s| s.ok == Some(false)) {
+        let watches = || {
+            state
+                .services
+                .values()
+                .chain(state.ingress.as_ref().map(|i| &i.watch))
+        };
+        let up = if watches().any(|s| s.ok == Some(false)) {
             Some(false)
-        } else if state.services.values().all(|s| s.ok == Some(true)) {
+        } else if watches().all(|s| s.ok == Some(true)) {
             Some(true)
         } else {
             None
@@ -292,6 +345,7 @@ impl Shared {
             "last_error": state.last_error,
             "namespace": state.config.as_ref().and_then(|c| c.namespace.clone()),
             "services": services,
+            "ingress_controller": state.ingress.as_ref().map(ingresses::status),
         });
         self.metrics.set_provider_state(PROVIDER, Some(value));
     }

@@ -11,7 +11,6 @@ use super::client::{Client, ClientError};
 use super::slices::{endpoint_set, Slice};
 use super::watch::{Objects, Watcher};
 use super::{Shared, PROVIDER};
-use crate::generation::unix_now;
 
 /// The watch of the EndpointSlices of one `upstream` (`[NAMESPACE/]SERVICE[:PORT]`).
 pub(super) struct SliceWatch {
@@ -106,17 +105,7 @@ impl Shared {
             }
             state.endpoints.insert(service.to_string(), endpoints);
         }
-        let now = unix_now();
-        state.last_sync = Some(now);
-        self.metrics
-            .provider_updates
-            .with_label_values(&[PROVIDER, if changed { "changed" } else { "unchanged" }])
-            .inc();
-        self.metrics
-            .provider_last_sync
-            .with_label_values(&[PROVIDER])
-            .set(i64::try_from(now).unwrap_or(i64::MAX));
-        self.publish(&mut state);
+        self.record_sync(&mut state, changed);
         if changed {
             if let Some(n) = &state.notifier {
                 n.provider_changed(PROVIDER);
@@ -144,12 +133,7 @@ impl Shared {
         }
         s.ok = Some(false);
         s.error = Some(message.clone());
-        state.last_error = Some(message);
-        self.metrics
-            .provider_updates
-            .with_label_values(&[PROVIDER, "error"])
-            .inc();
-        self.publish(&mut state);
+        self.record_failure(&mut state, message);
         true
     }
 }

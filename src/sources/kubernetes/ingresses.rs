@@ -1,0 +1,214 @@
+//! The Ingress controller mode: one watch of the Ingresses of every namespace. Each Ingress of
+//! the configured class becomes a generated list of service entries ([`super::ingress`]), one
+//! generated source per Ingress, which the reload compiles beside the files (an entry that does
+//! not compile is left out with W0014; an Ingress this build cannot serve as written is skipped
+//! whole, logged once and shown on `/config/status`). Their backend Services are then watched
+//! like the Services of service mode, in the Ingress's namespace.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::client::{Client, ClientError};
+use super::watch::{Objects, Watcher};
+use super::{ingress, ServiceState, Shared, State};
+
+/// The list path of the Ingresses of every namespace.
+const INGRESSES: &str = "/apis/networking.k8s.io/v1/ingresses";
+/// The prefix of the generated sources' names (`kubernetes-ingress:NAMESPACE/NAME`).
+pub const SOURCE_PREFIX: &str = "kubernetes-ingress:";
+
+/// The controller's state.
+pub(super) struct IngressState {
+    /// The watch.
+    pub watch: ServiceState,
+    /// Generated source name to its service entries (JSON): the last good set.
+    pub generated: BTreeMap<String, String>,
+    /// `NAMESPACE/NAME` of every Ingress of the class: its route count, or why it is skipped.
+    pub reports: BTreeMap<String, Result<usize, String>>,
+}
+
+/// The watch of the Ingresses.
+pub(super) struct IngressWatch {
+    pub shared: Arc<Shared>,
+    pub epoch: u64,
+    pub class: String,
+}
+
+impl Watcher for IngressWatch {
+    fn label(&self) -> &str {
+        "ingresses"
+    }
+
+    fn path(&self, _client: &Client) -> Result<String, ClientError> {
+        Ok(INGRESSES.to_string())
+    }
+
+    fn changed(&self, server: &str, objects: &Objects, _version: &str) -> bool {
+        let mut generated = BTreeMap::new();
+        let mut reports = BTreeMap::new();
+        for (key, object) in objects {
+            if ingress::class(object) != Some(self.class.as_str()) {
+                continue;
+            }
+            match ingress::entries(object) {
+                Ok(entries) => {
+                    reports.insert(key.clone(), Ok(entries.len()));
+                    generated.insert(
+                        format!("{SOURCE_PREFIX}{key}"),
+                        serde_json::Value::Array(entries).to_string(),
+                    );
+                }
+                Err(why) => {
+                    reports.insert(key.clone(), Err(why));
+                }
+            }
+        }
+        self.shared
+            .ingresses_synced(self.epoch, server, generated, reports)
+    }
+
+    fn failed(&self, server: &str, e: &ClientError) -> bool {
+        self.shared.ingresses_failed(self.epoch, server, e)
+    }
+}
+
+impl Shared {
+    /// Starts the Ingress watch of `class` (when not running).
+    pub(super) fn start_ingresses(
+        self: &Arc<Self>,
+        state: &mut State,
+        client: Arc<Client>,
+        class: &str,
+    ) {
+        if state.ingress.is_some() {
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = IngressWatch {
+            shared: self.clone(),
+            epoch: state.epoch,
+            class: class.to_string(),
+        };
+        let thread_stop = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("aralez-k8s-ingresses".into())
+            .spawn(move || super::watch::run(&client, &watcher, &thread_stop));
+        let error = spawned
+            .err()
+            .map(|e| format!("cannot start the watch thread: {e}"));
+        if let Some(e) = &error {
+            log::error!("kubernetes: ingresses: {e}");
+        }
+        log::info!("kubernetes: Ingress controller for class `{class}`");
+        let generated = state.last_generated.take().unwrap_or_default();
+        state.ingress = Some(IngressState {
+            watch: ServiceState {
+                stop,
+                ok: error.as_ref().map(|_| false),
+                version: String::new(),
+                server: None,
+                error,
+            },
+            generated,
+            reports: BTreeMap::new(),
+        });
+    }
+
+    /// Stops the Ingress watch; its last good entries stay for the next one (`keep`) or go.
+    pub(super) fn stop_ingresses(state: &mut State, keep: bool) {
+        if let Some(i) = state.ingress.take() {
+            i.watch.stop.store(true, Ordering::SeqCst);
+            state.last_generated = keep.then_some(i.generated);
+        }
+        if !keep {
+            state.last_generated = None;
+        }
+    }
+
+    /// Records the Ingresses after a list or an event; false when the watch is retired.
+    fn ingresses_synced(
+        &self,
+        epoch: u64,
+        server: &str,
+        generated: BTreeMap<String, String>,
+        reports: BTreeMap<String, Result<usize, String>>,
+    ) -> bool {
+        let mut state = self.lock();
+        if state.epoch != epoch {
+            return false;
+        }
+        let Some(i) = state.ingress.as_mut() else {
+            return false;
+        };
+        if i.watch.ok == Some(false) {
+            log::info!("kubernetes: ingresses: synced again from {server}");
+        }
+        i.watch.ok = Some(true);
+        i.watch.server = Some(server.to_string());
+        i.watch.error = None;
+        for (key, report) in &reports {
+            if i.reports.get(key) != Some(report) {
+                match report {
+                    Ok(n) => log::info!("kubernetes: Ingress {key}: {n} route(s)"),
+                    Err(why) => log::warn!("kubernetes: Ingress {key} skipped: {why}"),
+                }
+            }
+        }
+        for key in i.reports.keys().filter(|k| !reports.contains_key(*k)) {
+            log::info!("kubernetes: Ingress {key}: gone");
+        }
+        i.reports = reports;
+        let changed = i.generated != generated;
+        i.generated = generated;
+        self.record_sync(&mut state, changed);
+        if changed {
+            if let Some(n) = &state.notifier {
+                n.provider_changed(super::PROVIDER);
+            }
+        }
+        true
+    }
+
+    /// Records a failed request of the Ingress watch; false when it is retired.
+    fn ingresses_failed(&self, epoch: u64, server: &str, e: &ClientError) -> bool {
+        let mut state = self.lock();
+        if state.epoch != epoch {
+            return false;
+        }
+        let Some(i) = state.ingress.as_mut() else {
+            return false;
+        };
+        let message = e.to_string();
+        if i.watch.ok != Some(false) {
+            log::warn!("kubernetes: ingresses: {message}; the last good Ingresses keep serving (server {server} failed, retrying)");
+        }
+        i.watch.ok = Some(false);
+        i.watch.error = Some(message.clone());
+        self.record_failure(&mut state, message);
+        true
+    }
+}
+
+/// The `/config/status` entry of the controller.
+pub(super) fn status(i: &IngressState) -> serde_json::Value {
+    let ingresses: serde_json::Map<String, serde_json::Value> = i
+        .reports
+        .iter()
+        .map(|(key, report)| {
+            let value = match report {
+                Ok(n) => json!({"state": "served", "routes": n}),
+                Err(why) => json!({"state": "skipped", "error": why}),
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    json!({
+        "state": match i.watch.ok { None => "starting", Some(true) => "up", Some(false) => "down" },
+        "server": i.watch.server,
+        "error": i.watch.error,
+        "ingresses": ingresses,
+    })
+}
