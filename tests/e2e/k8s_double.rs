@@ -181,6 +181,21 @@ impl K8sDouble {
         });
     }
 
+    /// Creates or replaces the TLS Secret `name` in `ns` (`kubernetes.io/tls`, base64 `data`).
+    pub fn set_tls_secret(&self, ns: &str, name: &str, crt_pem: &str, key_pem: &str) {
+        self.change(|s| {
+            s.version += 1;
+            let object = json!({
+                "kind": "Secret",
+                "apiVersion": "v1",
+                "metadata": {"name": name, "namespace": ns, "resourceVersion": s.version.to_string()},
+                "type": "kubernetes.io/tls",
+                "data": {"tls.crt": base64(crt_pem.as_bytes()), "tls.key": base64(key_pem.as_bytes())},
+            });
+            upsert(s, SECRETS, ns, name, object);
+        });
+    }
+
     /// Deletes the Ingress `name` in `ns`.
     pub fn delete_ingress(&self, ns: &str, name: &str) {
         self.delete(INGRESSES, ns, name);
@@ -259,6 +274,27 @@ impl Drop for K8sDouble {
 
 const SLICES: &str = "endpointslices";
 const INGRESSES: &str = "ingresses";
+const SECRETS: &str = "secrets";
+
+/// Standard base64 with padding (as the API encodes Secret `data`).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
 
 fn upsert(s: &mut State, resource: &'static str, ns: &str, name: &str, object: Value) {
     let key = (resource, ns.to_string(), name.to_string());
@@ -292,6 +328,13 @@ impl Select {
                 service: Some(service.into()),
             });
         }
+        if path == "/api/v1/secrets" {
+            return Some(Self {
+                resource: SECRETS,
+                namespace: None,
+                service: None,
+            });
+        }
         if path == "/apis/networking.k8s.io/v1/ingresses" {
             return Some(Self {
                 resource: INGRESSES,
@@ -311,6 +354,7 @@ impl Select {
 
     fn picks(&self, resource: &str, ns: &str, object: &Value) -> bool {
         resource == self.resource
+            && (resource != SECRETS || object["type"] == "kubernetes.io/tls")
             && self.namespace.as_deref().is_none_or(|n| n == ns)
             && self
                 .service
@@ -319,10 +363,10 @@ impl Select {
     }
 
     fn list_kind(&self) -> &'static str {
-        if self.resource == SLICES {
-            "EndpointSliceList"
-        } else {
-            "IngressList"
+        match self.resource {
+            SLICES => "EndpointSliceList",
+            SECRETS => "SecretList",
+            _ => "IngressList",
         }
     }
 }

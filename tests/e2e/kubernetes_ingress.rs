@@ -146,3 +146,73 @@ fn ingresses_of_the_class_are_served_changed_and_deleted_and_a_bad_one_is_skippe
     assert_eq!(hit(&p, "static.test").as_deref(), Ok("static"));
     assert!(controller(&p)["ingresses"].get("shop/store").is_none());
 }
+
+#[test]
+fn a_tls_secret_named_by_an_ingress_is_served_by_sni_and_so_is_its_rotation() {
+    use crate::tls_common::{start_tls, tls_get, write_pair, Alg, Pki};
+    let (a, s) = (Backend::start("a"), Backend::start("static"));
+    let k = Cluster::start();
+    k.api.set_slice(
+        NS,
+        "web",
+        "web-1",
+        &[("127.0.0.1", true)],
+        &[("http", a.addr.port())],
+    );
+    let pki = Pki::new();
+    let first = pki.leaf(&["secure.test"], Alg::P256);
+    k.api
+        .set_tls_secret(NS, "secure-tls", &first.chain_pem, &first.key_pem);
+    // a TLS Secret no Ingress names is never served
+    let other = pki.leaf(&["other.test"], Alg::P256);
+    k.api
+        .set_tls_secret(NS, "other-tls", &other.chain_pem, &other.key_pem);
+    k.api.set_ingress(
+        NS,
+        "secure",
+        json!({"ingressClassName": "aralez",
+               "tls": [{"hosts": ["secure.test"], "secretName": "secure-tls"}],
+               "rules": [rule("secure.test", &[("/", "Prefix", "web", json!({"name": "http"}))])]}),
+        json!({}),
+    );
+    let certs = crate::common::TempDir::new("k8s-certs");
+    write_pair(
+        certs.path(),
+        "default",
+        &pki.leaf(&["default.test"], Alg::P256),
+    );
+    let text = k.upstreams("  ingress_class: aralez\n", &s);
+    let t = start_tls(&text, certs.path(), "");
+    let p = &t.proxy;
+    let sni = |name: &str| tls_get(t.tls, Some(name), &[], Some(name));
+    let served = p.wait_for(Duration::from_secs(10), || {
+        sni("secure.test").is_ok_and(|seen| {
+            seen.cn == "secure.test"
+                && seen
+                    .response
+                    .as_ref()
+                    .is_some_and(|r| r.status == 200 && r.echo()["backend"] == "a")
+        })
+    });
+    assert!(served.is_some(), "{}\n{}", p.config_status(), p.log_text());
+    let serial = sni("secure.test").unwrap().serial;
+    assert_ne!(sni("other.test").unwrap().cn, "other.test");
+    let status = p.config_status();
+    assert!(
+        status.to_string().contains("kubernetes:shop/secure-tls"),
+        "{status}"
+    );
+
+    // the Secret is rotated: the new certificate is served by the next swap
+    let t0 = Instant::now();
+    let second = pki.leaf(&["secure.test"], Alg::P256);
+    k.api
+        .set_tls_secret(NS, "secure-tls", &second.chain_pem, &second.key_pem);
+    let rotated = p.wait_for(Duration::from_secs(5), || {
+        sni("secure.test").is_ok_and(|seen| seen.cn == "secure.test" && seen.serial != serial)
+    });
+    assert!(rotated.is_some(), "{}", p.log_text());
+    let took = t0.elapsed();
+    eprintln!("kubernetes ingress: rotated TLS Secret served after {took:?}");
+    assert!(took < VISIBLE, "{took:?}");
+}

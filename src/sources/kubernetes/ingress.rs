@@ -1,8 +1,9 @@
 //! An Ingress (`networking.k8s.io/v1`) as service entries for the compiler: each rule's host and
 //! paths to the backend Service (`NAMESPACE/SERVICE:PORT`, in the Ingress's own namespace), the
-//! `defaultBackend` on the `DEFAULT` host, and the `aralez.rs/*` annotations as the entries'
-//! policy keys. What this build cannot serve as written (Exact paths, `tls:`, auth annotations,
-//! resource backends) makes the whole Ingress skipped and reported, never half applied.
+//! `defaultBackend` on the `DEFAULT` host, the `aralez.rs/*` annotations as the entries' policy
+//! keys, and the TLS Secrets its `tls:` names. What this build cannot serve as written (Exact
+//! paths, auth annotations, resource backends) makes the whole Ingress skipped and reported,
+//! never half applied.
 
 use serde_json::{json, Map, Value};
 
@@ -108,16 +109,23 @@ fn policy(ingress: &Value) -> Result<Map<String, Value>, String> {
     Ok(keys)
 }
 
+/// `NAMESPACE/NAME` of the TLS Secrets the Ingress's `tls:` names (in its own namespace).
+pub fn tls_secrets(ingress: &Value) -> Vec<String> {
+    let namespace = text(ingress, "/metadata/namespace").unwrap_or("default");
+    ingress
+        .pointer("/spec/tls")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(|t| text(t, "/secretName"))
+        .filter(|name| !name.is_empty())
+        .map(|name| format!("{namespace}/{name}"))
+        .collect()
+}
+
 /// The service entries of `ingress`, or why it is skipped.
 pub fn entries(ingress: &Value) -> Result<Vec<Value>, String> {
     let namespace = text(ingress, "/metadata/namespace").unwrap_or("default");
-    if ingress
-        .pointer("/spec/tls")
-        .and_then(Value::as_array)
-        .is_some_and(|t| !t.is_empty())
-    {
-        return Err("`tls:` (certificates from Secrets) is not supported by this build".into());
-    }
     let keys = policy(ingress)?;
     let entry = |host: &str, path: &str, upstream: String| {
         let mut e = keys.clone();

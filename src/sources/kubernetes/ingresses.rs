@@ -5,13 +5,14 @@
 //! whole, logged once and shown on `/config/status`). Their backend Services are then watched
 //! like the Services of service mode, in the Ingress's namespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::client::{Client, ClientError};
+use super::secrets::{SecretWatch, TlsSecrets};
 use super::watch::{Objects, Watcher};
 use super::{ingress, ServiceState, Shared, State};
 
@@ -28,6 +29,12 @@ pub(super) struct IngressState {
     pub generated: BTreeMap<String, String>,
     /// `NAMESPACE/NAME` of every Ingress of the class: its route count, or why it is skipped.
     pub reports: BTreeMap<String, Result<usize, String>>,
+    /// The watch of the TLS Secrets.
+    pub secret_watch: ServiceState,
+    /// Every TLS Secret, as last synced.
+    pub secrets: TlsSecrets,
+    /// The Secrets the served Ingresses' `tls:` name.
+    pub referenced: BTreeSet<String>,
 }
 
 /// The watch of the Ingresses.
@@ -49,6 +56,7 @@ impl Watcher for IngressWatch {
     fn changed(&self, server: &str, objects: &Objects, _version: &str) -> bool {
         let mut generated = BTreeMap::new();
         let mut reports = BTreeMap::new();
+        let mut referenced = BTreeSet::new();
         for (key, object) in objects {
             if ingress::class(object) != Some(self.class.as_str()) {
                 continue;
@@ -56,6 +64,7 @@ impl Watcher for IngressWatch {
             match ingress::entries(object) {
                 Ok(entries) => {
                     reports.insert(key.clone(), Ok(entries.len()));
+                    referenced.extend(ingress::tls_secrets(object));
                     generated.insert(
                         format!("{SOURCE_PREFIX}{key}"),
                         serde_json::Value::Array(entries).to_string(),
@@ -67,7 +76,7 @@ impl Watcher for IngressWatch {
             }
         }
         self.shared
-            .ingresses_synced(self.epoch, server, generated, reports)
+            .ingresses_synced(self.epoch, server, generated, reports, referenced)
     }
 
     fn failed(&self, server: &str, e: &ClientError) -> bool {
@@ -86,34 +95,26 @@ impl Shared {
         if state.ingress.is_some() {
             return;
         }
-        let stop = Arc::new(AtomicBool::new(false));
         let watcher = IngressWatch {
             shared: self.clone(),
             epoch: state.epoch,
             class: class.to_string(),
         };
-        let thread_stop = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("aralez-k8s-ingresses".into())
-            .spawn(move || super::watch::run(&client, &watcher, &thread_stop));
-        let error = spawned
-            .err()
-            .map(|e| format!("cannot start the watch thread: {e}"));
-        if let Some(e) = &error {
-            log::error!("kubernetes: ingresses: {e}");
-        }
+        let ingress_watch = spawn("ingresses", client.clone(), Box::new(watcher));
+        let secrets = SecretWatch {
+            shared: self.clone(),
+            epoch: state.epoch,
+        };
+        let secret_watch = spawn("secrets", client, Box::new(secrets));
         log::info!("kubernetes: Ingress controller for class `{class}`");
         let generated = state.last_generated.take().unwrap_or_default();
         state.ingress = Some(IngressState {
-            watch: ServiceState {
-                stop,
-                ok: error.as_ref().map(|_| false),
-                version: String::new(),
-                server: None,
-                error,
-            },
+            watch: ingress_watch,
             generated,
             reports: BTreeMap::new(),
+            secret_watch,
+            secrets: TlsSecrets::new(),
+            referenced: BTreeSet::new(),
         });
     }
 
@@ -121,6 +122,7 @@ impl Shared {
     pub(super) fn stop_ingresses(state: &mut State, keep: bool) {
         if let Some(i) = state.ingress.take() {
             i.watch.stop.store(true, Ordering::SeqCst);
+            i.secret_watch.stop.store(true, Ordering::SeqCst);
             state.last_generated = keep.then_some(i.generated);
         }
         if !keep {
@@ -135,6 +137,7 @@ impl Shared {
         server: &str,
         generated: BTreeMap<String, String>,
         reports: BTreeMap<String, Result<usize, String>>,
+        referenced: BTreeSet<String>,
     ) -> bool {
         let mut state = self.lock();
         if state.epoch != epoch {
@@ -161,8 +164,9 @@ impl Shared {
             log::info!("kubernetes: Ingress {key}: gone");
         }
         i.reports = reports;
-        let changed = i.generated != generated;
+        let changed = i.generated != generated || i.referenced != referenced;
         i.generated = generated;
+        i.referenced = referenced;
         self.record_sync(&mut state, changed);
         if changed {
             if let Some(n) = &state.notifier {
@@ -192,6 +196,79 @@ impl Shared {
     }
 }
 
+/// Starts one watch thread of the controller.
+fn spawn(what: &str, client: Arc<Client>, watcher: Box<dyn Watcher + Send>) -> ServiceState {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread_stop = stop.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("aralez-k8s-{what}"))
+        .spawn(move || super::watch::run(&client, watcher.as_ref(), &thread_stop));
+    let error = spawned
+        .err()
+        .map(|e| format!("cannot start the watch thread: {e}"));
+    if let Some(e) = &error {
+        log::error!("kubernetes: {what}: {e}");
+    }
+    ServiceState {
+        stop,
+        ok: error.as_ref().map(|_| false),
+        version: String::new(),
+        server: None,
+        error,
+    }
+}
+
+impl Shared {
+    /// Records the TLS Secrets after a list or an event; false when the watch is retired.
+    pub(super) fn secrets_synced(&self, epoch: u64, server: &str, secrets: TlsSecrets) -> bool {
+        let mut state = self.lock();
+        if state.epoch != epoch {
+            return false;
+        }
+        let Some(i) = state.ingress.as_mut() else {
+            return false;
+        };
+        if i.secret_watch.ok == Some(false) {
+            log::info!("kubernetes: TLS secrets: synced again from {server}");
+        }
+        i.secret_watch.ok = Some(true);
+        i.secret_watch.server = Some(server.to_string());
+        i.secret_watch.error = None;
+        // only the Secrets that served Ingresses name matter to the generation
+        let changed = i
+            .referenced
+            .iter()
+            .any(|k| i.secrets.get(k) != secrets.get(k));
+        i.secrets = secrets;
+        self.record_sync(&mut state, changed);
+        if changed {
+            if let Some(n) = &state.notifier {
+                n.provider_changed(super::PROVIDER);
+            }
+        }
+        true
+    }
+
+    /// Records a failed request of the Secret watch; false when it is retired.
+    pub(super) fn secrets_failed(&self, epoch: u64, server: &str, e: &ClientError) -> bool {
+        let mut state = self.lock();
+        if state.epoch != epoch {
+            return false;
+        }
+        let Some(i) = state.ingress.as_mut() else {
+            return false;
+        };
+        let message = e.to_string();
+        if i.secret_watch.ok != Some(false) {
+            log::warn!("kubernetes: TLS secrets: {message}; the last good certificates keep serving (server {server} failed, retrying)");
+        }
+        i.secret_watch.ok = Some(false);
+        i.secret_watch.error = Some(message.clone());
+        self.record_failure(&mut state, message);
+        true
+    }
+}
+
 /// The `/config/status` entry of the controller.
 pub(super) fn status(i: &IngressState) -> serde_json::Value {
     let ingresses: serde_json::Map<String, serde_json::Value> = i
@@ -205,10 +282,20 @@ pub(super) fn status(i: &IngressState) -> serde_json::Value {
             (key.clone(), value)
         })
         .collect();
+    let state = |w: &ServiceState| match w.ok {
+        None => "starting",
+        Some(true) => "up",
+        Some(false) => "down",
+    };
     json!({
-        "state": match i.watch.ok { None => "starting", Some(true) => "up", Some(false) => "down" },
+        "state": state(&i.watch),
         "server": i.watch.server,
         "error": i.watch.error,
         "ingresses": ingresses,
+        "tls_secrets": {
+            "state": state(&i.secret_watch),
+            "error": i.secret_watch.error,
+            "referenced": i.referenced,
+        },
     })
 }

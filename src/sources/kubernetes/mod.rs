@@ -13,6 +13,7 @@
 pub mod client;
 pub mod ingress;
 mod ingresses;
+mod secrets;
 mod services;
 pub mod slices;
 pub mod watch;
@@ -91,6 +92,24 @@ impl Source for KubernetesSource {
             inputs
                 .generated
                 .extend(i.generated.iter().map(|(n, t)| (n.clone(), t.clone())));
+        }
+        // the TLS Secrets the served Ingresses name join the certificate folder's pairs
+        if let Some(certs) = &inputs.certs {
+            let empty = (
+                secrets::TlsSecrets::new(),
+                std::collections::BTreeSet::new(),
+            );
+            let (all, referenced) = state
+                .ingress
+                .as_ref()
+                .map_or((&empty.0, &empty.1), |i| (&i.secrets, &i.referenced));
+            let ours = |name: &str| name.starts_with(secrets::PAIR_PREFIX);
+            let had = certs.load.pairs.iter().any(|p| ours(&p.name))
+                || certs.load.errors.iter().any(|e| ours(&e.name));
+            if had || !referenced.is_empty() {
+                let now = crate::tls::certs::now_unix();
+                inputs.certs = Some(secrets::with_secrets(certs, all, referenced, now));
+            }
         }
         Ok(())
     }
@@ -296,10 +315,12 @@ impl Shared {
     /// Sets the gauge and the `/config/status` entry; logs a change of the provider state.
     fn publish(&self, state: &mut State) {
         let watches = || {
-            state
-                .services
-                .values()
-                .chain(state.ingress.as_ref().map(|i| &i.watch))
+            state.services.values().chain(
+                state
+                    .ingress
+                    .iter()
+                    .flat_map(|i| [&i.watch, &i.secret_watch]),
+            )
         };
         let up = if watches().any(|s| s.ok == Some(false)) {
             Some(false)
