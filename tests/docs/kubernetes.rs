@@ -107,7 +107,7 @@ fn the_deployment_matches_its_config_and_is_locked_down() {
 }
 
 #[test]
-fn the_service_account_may_watch_endpointslices_and_ingresses_and_nothing_else() {
+fn the_service_account_may_only_read_endpointslices_ingresses_and_secrets() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/rbac.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let docs: Vec<Value> = text
@@ -149,7 +149,8 @@ fn the_service_account_may_watch_endpointslices_and_ingresses_and_nothing_else()
                 "endpointslices".into(),
                 read.clone()
             ),
-            ("networking.k8s.io".into(), "ingresses".into(), read),
+            ("networking.k8s.io".into(), "ingresses".into(), read.clone()),
+            (String::new(), "secrets".into(), read),
         ]
     );
     let class = manifest("ingressclass.yaml");
