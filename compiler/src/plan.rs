@@ -80,6 +80,9 @@ pub struct KubernetesConfig {
     pub watch_idle_seconds: u64,
     /// Ingress controller mode: the Ingresses of this class (in every namespace) are routed.
     pub ingress_class: Option<String>,
+    /// The address written to the served Ingresses' `status.loadBalancer.ingress` (an IP, else a
+    /// hostname); `None`: the status is not written.
+    pub ingress_status_address: Option<String>,
 }
 
 /// Where a route's backends come from when a provider discovers them.

@@ -107,7 +107,8 @@ fn the_deployment_matches_its_config_and_is_locked_down() {
 }
 
 #[test]
-fn the_service_account_may_only_read_endpointslices_ingresses_and_secrets() {
+fn the_service_account_may_only_read_endpointslices_ingresses_and_secrets_and_write_ingress_status()
+{
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/rbac.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let docs: Vec<Value> = text
@@ -150,6 +151,11 @@ fn the_service_account_may_only_read_endpointslices_ingresses_and_secrets() {
                 read.clone()
             ),
             ("networking.k8s.io".into(), "ingresses".into(), read.clone()),
+            (
+                "networking.k8s.io".into(),
+                "ingresses/status".into(),
+                serde_json::json!(["update"])
+            ),
             (String::new(), "secrets".into(), read),
         ]
     );

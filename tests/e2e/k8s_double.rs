@@ -196,6 +196,14 @@ impl K8sDouble {
         });
     }
 
+    /// The Ingress `name` in `ns`, as stored.
+    pub fn ingress(&self, ns: &str, name: &str) -> Option<Value> {
+        let s = self.inner.state.lock().unwrap();
+        s.objects
+            .get(&(INGRESSES, ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
     /// Deletes the Ingress `name` in `ns`.
     pub fn delete_ingress(&self, ns: &str, name: &str) {
         self.delete(INGRESSES, ns, name);
@@ -399,6 +407,7 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
         let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
         let method = line.split_whitespace().next().unwrap_or("").to_string();
         let mut token = None;
+        let mut length = 0usize;
         loop {
             let mut h = String::new();
             if r.read_line(&mut h).unwrap_or(0) == 0 {
@@ -412,7 +421,14 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
                 if k.trim().eq_ignore_ascii_case("authorization") {
                     token = v.trim().strip_prefix("Bearer ").map(str::to_string);
                 }
+                if k.trim().eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0).min(1 << 20);
+                }
             }
+        }
+        let mut body_in = vec![0u8; length];
+        if r.read_exact(&mut body_in).is_err() {
+            return;
         }
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let params: BTreeMap<String, String> = query
@@ -424,7 +440,7 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
         let select = Select::of(path, params.get("labelSelector").map(String::as_str));
         let watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
         let (status, body) = {
-            let s = inner.state.lock().unwrap();
+            let mut s = inner.state.lock().unwrap();
             let answer = if s.failing {
                 (
                     500,
@@ -432,6 +448,11 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
                 )
             } else if token.as_deref() != Some(s.token.as_str()) {
                 (401, status_object(401, "Unauthorized", "Unauthorized"))
+            } else if method == "PUT" {
+                drop(s);
+                let answer = put_status(inner, path, &body_in);
+                s = inner.state.lock().unwrap();
+                answer
             } else if method != "GET" {
                 (
                     405,
@@ -505,6 +526,38 @@ fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
             return;
         }
     }
+}
+
+/// `PUT .../namespaces/<ns>/ingresses/<name>/status`: replaces the Ingress's status (409 when
+/// `metadata.resourceVersion` is not the current one), as a `MODIFIED` event.
+fn put_status(inner: &Inner, path: &str, body: &[u8]) -> (u16, Value) {
+    let Some((ns, name)) = path
+        .strip_prefix("/apis/networking.k8s.io/v1/namespaces/")
+        .and_then(|p| p.strip_suffix("/status"))
+        .and_then(|p| p.split_once("/ingresses/"))
+    else {
+        return (404, status_object(404, "NotFound", "not found"));
+    };
+    let Ok(sent) = serde_json::from_slice::<Value>(body) else {
+        return (400, status_object(400, "BadRequest", "not JSON"));
+    };
+    let mut s = inner.state.lock().unwrap();
+    let key = (INGRESSES, ns.to_string(), name.to_string());
+    let Some(mut object) = s.objects.get(&key).cloned() else {
+        return (404, status_object(404, "NotFound", "no such Ingress"));
+    };
+    if sent["metadata"]["resourceVersion"] != object["metadata"]["resourceVersion"] {
+        return (
+            409,
+            status_object(409, "Conflict", "the object has been modified"),
+        );
+    }
+    s.version += 1;
+    object["status"] = sent["status"].clone();
+    object["metadata"]["resourceVersion"] = json!(s.version.to_string());
+    upsert(&mut s, INGRESSES, ns, name, object.clone());
+    inner.changed.notify_all();
+    (200, object)
 }
 
 fn chunk<W: Write>(w: &mut W, line: &str) -> bool {

@@ -31,6 +31,17 @@ fn check_validates_a_kubernetes_section_without_contacting_the_api() {
         err.contains("bad.yaml:3:23") && err.contains("bad.yaml:6:17"),
         "{err}"
     );
+    // the status address without the controller would be a setting nothing enforces
+    d.write(
+        "status.yaml",
+        "provider: kubernetes\nkubernetes:\n  ingress_status_address: 192.0.2.1\n  services: []\n",
+    );
+    let (code, _, err) = run_cli(&["check", "status.yaml"], d.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("E0007") && err.contains("add `ingress_class`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! End to end: the Ingress controller mode (`kubernetes.ingress_class`) against the API double:
 //! Ingresses of the class routed to their Services' EndpointSlices in their namespace, with the
 //! `aralez.rs/*` header annotations; one this build cannot serve skipped and reported while the
-//! others serve; another class ignored; change and delete reaching clients within 2 s.
+//! others serve; another class ignored; change and delete reaching clients within 2 s; the
+//! configured address written to the served Ingresses' status; TLS Secrets served by SNI.
 
 use std::time::{Duration, Instant};
 
@@ -79,7 +80,8 @@ fn ingresses_of_the_class_are_served_changed_and_deleted_and_a_bad_one_is_skippe
         ])]}),
         json!({}),
     );
-    let text = k.upstreams("  ingress_class: aralez\n", &s).replace(
+    let extra = "  ingress_class: aralez\n  ingress_status_address: 192.0.2.7\n";
+    let text = k.upstreams(extra, &s).replace(
         "    - hostname: sticky.test\n      upstream: \"web:http\"\n      sticky_sessions: 60\n",
         "",
     );
@@ -115,6 +117,14 @@ fn ingresses_of_the_class_are_served_changed_and_deleted_and_a_bad_one_is_skippe
     );
     assert!(c["ingresses"].get("shop/theirs").is_none(), "{c}");
     assert!(p.log_text().contains("Ingress shop/bad skipped"));
+    // the served Ingress gets the configured address in its status; the skipped one does not
+    let lb =
+        |name: &str| k.api.ingress(NS, name).unwrap()["status"]["loadBalancer"]["ingress"].clone();
+    let written = p.wait_for(Duration::from_secs(5), || {
+        lb("store") == json!([{"ip": "192.0.2.7"}])
+    });
+    assert!(written.is_some(), "{}\n{}", lb("store"), p.log_text());
+    assert_eq!(lb("bad"), json!(null));
 
     // change: `/` now goes to api
     let t = Instant::now();

@@ -60,6 +60,7 @@ pub const MAX_CONSUL_WAIT_SECONDS: i64 = 600;
 /// Every key of a `kubernetes:` section (exposed as [`crate::keys::KUBERNETES`]).
 pub const KUBE_KEYS: &[&str] = &[
     "ingress_class",
+    "ingress_status_address",
     "namespace",
     "servers",
     "services",
@@ -91,6 +92,7 @@ pub(crate) fn section(
     let mut token_file = None;
     let mut tokenpath = None;
     let mut ingress_class = None;
+    let mut ingress_status_address = None;
     let mut namespace = None;
     let mut services = Vec::new();
     let mut had_servers = false;
@@ -166,6 +168,22 @@ pub(crate) fn section(
                     watch_idle_seconds = n.unsigned_abs();
                 }
             }
+            "ingress_status_address" => {
+                ingress_status_address = walk::nonempty_str_of(sink, se.value, &p).and_then(|s| {
+                    let ok = values::is_dns_name(s) || s.parse::<std::net::IpAddr>().is_ok();
+                    if !ok {
+                        sink.report(
+                            codes::BAD_HOST,
+                            pos(se.value),
+                            &p,
+                            format!(
+                                "`ingress_status_address` `{s}` is not an IP address or DNS name"
+                            ),
+                        );
+                    }
+                    ok.then(|| s.to_ascii_lowercase())
+                });
+            }
             "ingress_class" => {
                 let shown = "kubernetes.ingress_class";
                 if !policy::refused(sink, ctx, se.key_node, &p, shown, shown) {
@@ -202,6 +220,14 @@ pub(crate) fn section(
             "`consul` needs `servers`, e.g. `servers: [\"http://127.0.0.1:8500\"]`",
         );
     }
+    if ingress_status_address.is_some() && ingress_class.is_none() {
+        sink.report(
+            codes::MISSING_KEY,
+            pos(e.key_node),
+            path,
+            "`ingress_status_address` writes the status of the Ingresses of `ingress_class`; add `ingress_class`",
+        );
+    }
     let (consul, kubernetes) = if kind == Provider::Consul {
         (
             Some(ConsulConfig {
@@ -224,6 +250,7 @@ pub(crate) fn section(
                 namespace,
                 watch_idle_seconds,
                 ingress_class,
+                ingress_status_address,
             }),
         )
     };

@@ -237,6 +237,34 @@ impl Client {
         })
     }
 
+    /// Replaces the object at `path` with `body` (`PUT`, as for a `/status` subresource).
+    pub fn put(
+        &self,
+        server: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), ClientError> {
+        let url = format!("{}{path}", server.trim_end_matches('/'));
+        let agent = self
+            .agent
+            .as_ref()
+            .map_err(|e| ClientError::Tls(e.clone()))?;
+        let token = self.token()?;
+        let request = agent
+            .put(&url)
+            .timeout(LIST_TIMEOUT)
+            .set("Authorization", &format!("Bearer {token}"))
+            .set("Content-Type", "application/json");
+        match request.send_string(&body.to_string()) {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(status, _)) => Err(ClientError::Status {
+                server: server.to_string(),
+                status,
+            }),
+            Err(ureq::Error::Transport(t)) => Err(transport(server, t.to_string())),
+        }
+    }
+
     /// The bearer token, read from its file now.
     fn token(&self) -> Result<String, ClientError> {
         let path = &self.token_file;
@@ -345,6 +373,7 @@ mod tests {
             namespace: namespace.map(str::to_string),
             watch_idle_seconds: 5,
             ingress_class: None,
+            ingress_status_address: None,
         }
     }
 

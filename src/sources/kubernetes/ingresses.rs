@@ -42,6 +42,40 @@ pub(super) struct IngressWatch {
     pub shared: Arc<Shared>,
     pub epoch: u64,
     pub class: String,
+    /// Writes `status.loadBalancer.ingress` of the served Ingresses.
+    pub client: Arc<Client>,
+    /// The address to write there (`None`: the status is left alone).
+    pub status_address: Option<String>,
+}
+
+impl IngressWatch {
+    /// Writes the configured address into the Ingress's `status.loadBalancer.ingress` when it
+    /// holds something else (the watch then sees the change, which is already as wanted).
+    fn write_status(&self, server: &str, key: &str, object: &serde_json::Value) {
+        let Some(address) = &self.status_address else {
+            return;
+        };
+        let wanted = if address.parse::<std::net::IpAddr>().is_ok() {
+            json!([{"ip": address}])
+        } else {
+            json!([{"hostname": address}])
+        };
+        if object.pointer("/status/loadBalancer/ingress") == Some(&wanted) {
+            return;
+        }
+        let Some((namespace, name)) = key.split_once('/') else {
+            return;
+        };
+        let mut updated = object.clone();
+        updated["status"] = json!({"loadBalancer": {"ingress": wanted}});
+        let path =
+            format!("/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses/{name}/status");
+        match self.client.put(server, &path, &updated) {
+            Ok(()) => log::info!("kubernetes: Ingress {key}: status.loadBalancer set to {address}"),
+            // 409: changed meanwhile; the next event brings it back here
+            Err(e) => log::warn!("kubernetes: Ingress {key}: cannot write its status: {e}"),
+        }
+    }
 }
 
 impl Watcher for IngressWatch {
@@ -65,6 +99,7 @@ impl Watcher for IngressWatch {
                 Ok(entries) => {
                     reports.insert(key.clone(), Ok(entries.len()));
                     referenced.extend(ingress::tls_secrets(object));
+                    self.write_status(server, key, object);
                     generated.insert(
                         format!("{SOURCE_PREFIX}{key}"),
                         serde_json::Value::Array(entries).to_string(),
@@ -85,12 +120,14 @@ impl Watcher for IngressWatch {
 }
 
 impl Shared {
-    /// Starts the Ingress watch of `class` (when not running).
+    /// Starts the Ingress and TLS Secret watches of `class` (when not running); the Ingresses'
+    /// status gets `status_address` when set.
     pub(super) fn start_ingresses(
         self: &Arc<Self>,
         state: &mut State,
         client: Arc<Client>,
         class: &str,
+        status_address: Option<String>,
     ) {
         if state.ingress.is_some() {
             return;
@@ -99,6 +136,8 @@ impl Shared {
             shared: self.clone(),
             epoch: state.epoch,
             class: class.to_string(),
+            client: client.clone(),
+            status_address,
         };
         let ingress_watch = spawn("ingresses", client.clone(), Box::new(watcher));
         let secrets = SecretWatch {

@@ -232,7 +232,8 @@ impl Shared {
         if let Some(class) = &config.ingress_class {
             if state.ingress.is_none() {
                 let client = Arc::new(Client::new(&config, &self.base));
-                self.start_ingresses(&mut state, client, class);
+                let address = config.ingress_status_address.clone();
+                self.start_ingresses(&mut state, client, class, address);
             }
         }
         let removed: Vec<String> = state
