@@ -225,10 +225,10 @@ mod tests {
             .unwrap_err()
             .contains("Exact"));
         let mut tls = rule("Prefix");
-        tls["tls"] = json!([{"hosts": ["a.test"], "secretName": "a-tls"}]);
-        assert!(entries(&ingress(tls, json!({})))
-            .unwrap_err()
-            .contains("tls"));
+        tls["tls"] = json!([{"hosts": ["a.test"], "secretName": "a-tls"}, {"hosts": ["b.test"]}]);
+        let tls = ingress(tls, json!({}));
+        assert_eq!(entries(&tls).unwrap().len(), 1, "tls: is served");
+        assert_eq!(tls_secrets(&tls), ["shop/a-tls"]);
         for (k, v) in [
             ("aralez.rs/auth-type", "basic"),
             ("aralez.rs/rate-limit", "x"),
