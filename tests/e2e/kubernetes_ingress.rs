@@ -71,6 +71,15 @@ fn ingresses_of_the_class_are_served_changed_and_deleted_and_a_bad_one_is_skippe
         ])]}),
         json!({}),
     );
+    // translated, but its header does not compile: the compiler leaves its routes out (W0014)
+    k.api.set_ingress(
+        NS,
+        "badheader",
+        json!({"ingressClassName": "aralez", "rules": [rule("badheader.test", &[
+            ("/", "Prefix", "web", json!({"name": "http"})),
+        ])]}),
+        json!({"aralez.rs/response-headers": "no colon here"}),
+    );
     // another controller's Ingress
     k.api.set_ingress(
         NS,
@@ -125,6 +134,12 @@ fn ingresses_of_the_class_are_served_changed_and_deleted_and_a_bad_one_is_skippe
     });
     assert!(written.is_some(), "{}\n{}", lb("store"), p.log_text());
     assert_eq!(lb("bad"), json!(null));
+    assert_eq!(get(p.http, "badheader.test", "/", &[]).unwrap().status, 404);
+    let attempt = p.config_status()["last_attempt"].to_string();
+    assert!(
+        attempt.contains("W0014") && attempt.contains("kubernetes-ingress:shop/badheader"),
+        "{attempt}"
+    );
 
     // change: `/` now goes to api
     let t = Instant::now();
