@@ -122,26 +122,36 @@ pub fn endpoint_set(slices: &BTreeMap<String, Slice>, port: Option<&str>) -> (Ve
     (set, skipped)
 }
 
-/// The port of a slice to use: the one named or numbered `wanted`, else the slice's only TCP
-/// port. `None` when there is no such port (or several and none was chosen).
+/// The port of a slice to use: the one named `wanted`, or numbered `wanted` (the endpoint port);
+/// else the slice's only TCP port, when nothing was asked for or a number was (a slice holds
+/// target ports, so the Service port number an Ingress names can only be mapped this way: a
+/// single-port Service's only port). `None` when there is no such port.
 fn chosen_port(ports: &[Port], wanted: Option<&str>) -> Option<u16> {
-    let tcp = ports.iter().filter(|p| {
-        p.protocol.as_deref().unwrap_or("TCP") == "TCP"
-            && p.port.is_some_and(|n| (1..=65535).contains(&n))
-    });
+    let tcp: Vec<&Port> = ports
+        .iter()
+        .filter(|p| {
+            p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+                && p.port.is_some_and(|n| (1..=65535).contains(&n))
+        })
+        .collect();
+    let only = match tcp.as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    };
     let pick = match wanted {
-        Some(w) => tcp
-            .filter(|p| {
-                p.name.as_deref() == Some(w) || p.port.map(|n| n.to_string()).as_deref() == Some(w)
-            })
-            .min_by_key(|p| p.port),
-        None => {
-            let all: Vec<&Port> = tcp.collect();
-            match all.as_slice() {
-                [only] => Some(*only),
-                _ => None,
-            }
+        Some(w) => {
+            let named = tcp
+                .iter()
+                .copied()
+                .filter(|p| {
+                    p.name.as_deref() == Some(w)
+                        || p.port.map(|n| n.to_string()).as_deref() == Some(w)
+                })
+                .min_by_key(|p| p.port);
+            let numbered = w.bytes().all(|b| b.is_ascii_digit());
+            named.or(if numbered { only } else { None })
         }
+        None => only,
     };
     pick.and_then(|p| p.port)
         .and_then(|n| u16::try_from(n).ok())
@@ -198,6 +208,11 @@ mod tests {
         assert_eq!(ids(&[V4], Some("grpc")), (Vec::new(), 2));
         let one = r#"{"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.9"]}],"ports":[{"name":"","port":80}]}"#;
         assert_eq!(ids(&[one], None).0, ["10.0.0.9:80"]);
+        // a Service port number (80 -> target 8080) maps to a single-port slice's only port
+        let target = r#"{"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.9"]}],"ports":[{"name":"","port":8080}]}"#;
+        assert_eq!(ids(&[target], Some("80")).0, ["10.0.0.9:8080"]);
+        assert_eq!(ids(&[target], Some("web")), (Vec::new(), 1));
+        assert_eq!(ids(&[V4], Some("80")), (Vec::new(), 2));
     }
 
     #[test]
