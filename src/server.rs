@@ -131,6 +131,13 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
             return Exit::Usage;
         }
     };
+    let acme = match crate::acme::settings(&main, cert_dir.as_deref()) {
+        Ok(settings) => settings.map(|s| (s, crate::acme::AcmeShared::default())),
+        Err(e) => {
+            log::error!("{e}");
+            return Exit::Usage;
+        }
+    };
     let certs = match &cert_dir {
         None => None,
         Some(dir) => match crate::tls::certset::CertInput::read(dir, crate::tls::certs::now_unix())
@@ -254,10 +261,12 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
             body_timeout: Duration::from_secs(cfg.client_body_timeout),
         },
     };
-    let mut http = pingora::proxy::http_proxy(
-        &conf,
-        Proxy::new(store.clone(), proxy_settings, metrics.clone()).with_detector(detector.clone()),
-    );
+    let mut proxy_app =
+        Proxy::new(store.clone(), proxy_settings, metrics.clone()).with_detector(detector.clone());
+    if let Some((_, shared)) = &acme {
+        proxy_app = proxy_app.with_acme(shared.challenges.clone());
+    }
+    let mut http = pingora::proxy::http_proxy(&conf, proxy_app);
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2c = true;
     // CONNECT reaches `request_filter`, which refuses it with our own 405 (pingora's names itself)
@@ -281,8 +290,14 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     proxy.add_listener(crate::edge::listener(&cfg.proxy_address_http.to_string()));
     if let Some(addr) = cfg.proxy_address_tls {
         let certs: Arc<dyn crate::tls::listener::CertSource> = store.clone();
-        if let Err(e) = crate::tls::wiring::proxy_tls(&mut proxy, addr, cfg.proxy_tls_grade, certs)
-        {
+        let placeholders = acme.as_ref().map(|(_, s)| s.placeholders.clone());
+        if let Err(e) = crate::tls::wiring::proxy_tls(
+            &mut proxy,
+            addr,
+            cfg.proxy_tls_grade,
+            certs,
+            placeholders,
+        ) {
             log::error!("{e}");
             return Exit::Usage;
         }
@@ -333,7 +348,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     }
     // ready once every listener is bound and serving
-    let readiness = server.add_service(background_service("readiness", Readiness(ready)));
+    let readiness = server.add_service(background_service("readiness", Readiness(ready.clone())));
     readiness.add_dependencies(listening.iter());
     // the first health round runs once our own listeners serve (a route to the built-in file
     // server must not be marked down because it was probed before it listened)
@@ -370,6 +385,13 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         store.clone(),
         base,
     )));
+    if let Some((settings, shared)) = acme {
+        if let Err(e) = crate::acme::spawn(settings, store.clone(), metrics.clone(), &shared, ready)
+        {
+            log::error!("{e}");
+            return Exit::Usage;
+        }
+    }
     if let Err(e) = crate::sources::reload::spawn(store, sources) {
         log::error!("cannot start the reload thread: {e}");
         return Exit::Usage;

@@ -78,6 +78,8 @@ pub struct Proxy {
     detector: Option<Arc<Detector>>,
     /// `settings.via_token` as a ready header value (most requests carry no `Via` to chain).
     via_value: http::HeaderValue,
+    /// ACME's HTTP-01 answers (with `acme:` configured).
+    acme: Option<Arc<crate::acme::Challenges>>,
 }
 
 impl Proxy {
@@ -96,7 +98,14 @@ impl Proxy {
             limits: Limits::new(),
             detector: None,
             via_value,
+            acme: None,
         }
+    }
+
+    /// Answers ACME HTTP-01 challenges from `challenges` on the plain listener.
+    pub fn with_acme(mut self, challenges: Arc<crate::acme::Challenges>) -> Self {
+        self.acme = Some(challenges);
+        self
     }
 
     /// Connects to each backend in its detected protocol (TLS, h2); without it every backend is
@@ -145,6 +154,11 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(answer) = self.acme_answer(session) {
+            // before routing, auth, limits and `to_https`: the CA asks over plain HTTP
+            respond::respond_text(session, answer).await?;
+            return Ok(true);
+        }
         let generation = self.store.load();
         let keepalive = wants_keepalive(session.req_header());
         session.set_keepalive(keepalive.then_some(self.settings.downstream_idle_timeout));
@@ -499,6 +513,19 @@ impl Routed {
 
 fn route_of(ctx: &RequestCtx) -> Option<&aralez_compiler::Route> {
     ctx.routed.as_ref().map(|r| &*r.route().policy)
+}
+
+impl Proxy {
+    /// The key authorization for an ACME HTTP-01 `GET /.well-known/acme-challenge/<token>` on the
+    /// plain listener, when that token is being validated.
+    fn acme_answer(&self, session: &Session) -> Option<String> {
+        let challenges = self.acme.as_ref()?;
+        let req = session.req_header();
+        if req.method != http::Method::GET || is_tls(session) {
+            return None;
+        }
+        challenges.answer(req.uri.path())
+    }
 }
 
 fn is_tls(session: &Session) -> bool {
