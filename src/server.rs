@@ -132,7 +132,10 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     };
     let acme = match crate::acme::settings(&main, cert_dir.as_deref()) {
-        Ok(settings) => settings.map(|s| (s, crate::acme::AcmeShared::default())),
+        Ok(settings) => settings.map(|s| {
+            let shared = crate::acme::AcmeShared::new(&s);
+            (s, shared)
+        }),
         Err(e) => {
             log::error!("{e}");
             return Exit::Usage;

@@ -73,6 +73,16 @@ pub struct AcmeShared {
     pub placeholders: Arc<Placeholders>,
 }
 
+impl AcmeShared {
+    /// The shared state for `settings` (answers also shared through its storage folder).
+    pub fn new(settings: &AcmeSettings) -> Self {
+        Self {
+            challenges: Arc::new(Challenges::shared(settings.storage.clone())),
+            placeholders: Arc::default(),
+        }
+    }
+}
+
 /// Starts the ACME thread for what `store` serves. Every generation swap wakes it (the plan's
 /// names may have changed, a certificate may have arrived) and withdraws the placeholders of
 /// names the new generation has a certificate for.

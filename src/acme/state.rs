@@ -4,6 +4,10 @@
 //!
 //! Both are small maps behind an `RwLock`, written only by the ACME thread and read by the
 //! plain listener (`/.well-known/acme-challenge/<token>`) and the TLS resolver.
+//!
+//! A published answer is also written to the storage folder (`acme_challenge_TOKEN`), so that in
+//! a fleet sharing that folder, whichever process the CA's request reaches can answer for the
+//! process that holds the order (the Caddy storage model).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,10 +21,15 @@ pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 /// Most challenges published at once (one per name being validated).
 const MAX_CHALLENGES: usize = 256;
 
+/// Largest key authorization read back from the storage folder (a token and a thumbprint).
+const MAX_ANSWER: u64 = 512;
+
 /// The HTTP-01 answers being published.
 #[derive(Debug, Default)]
 pub struct Challenges {
     tokens: RwLock<HashMap<String, String>>,
+    /// The storage folder shared with other processes (`None`: answers stay in memory).
+    shared: Option<std::path::PathBuf>,
 }
 
 /// Withdraws a published token when dropped.
@@ -31,6 +40,9 @@ pub struct Published<'a> {
 
 impl Drop for Published<'_> {
     fn drop(&mut self) {
+        if let Some(file) = self.challenges.shared_file(&self.token) {
+            let _ = std::fs::remove_file(file);
+        }
         self.challenges
             .tokens
             .write()
@@ -40,6 +52,19 @@ impl Drop for Published<'_> {
 }
 
 impl Challenges {
+    /// Answers kept in memory and in `shared` (the storage folder).
+    pub fn shared(shared: std::path::PathBuf) -> Self {
+        Self {
+            tokens: RwLock::default(),
+            shared: Some(shared),
+        }
+    }
+
+    fn shared_file(&self, token: &str) -> Option<std::path::PathBuf> {
+        let dir = self.shared.as_ref()?;
+        token_ok(token).then(|| dir.join(format!("acme_challenge_{token}")))
+    }
+
     /// Publishes `key_authorization` under `token` until the guard is dropped.
     pub fn publish(
         &self,
@@ -55,6 +80,14 @@ impl Challenges {
         if tokens.len() >= MAX_CHALLENGES {
             return Err(AcmeError::Local("too many challenges in flight".into()));
         }
+        if let Some(file) = self.shared_file(token) {
+            if let Err(e) = std::fs::write(&file, key_authorization.as_bytes()) {
+                log::warn!(
+                    "ACME: cannot share the challenge in {}: {e}; only this process answers it",
+                    file.display()
+                );
+            }
+        }
         tokens.insert(token.to_string(), key_authorization);
         Ok(Published {
             challenges: self,
@@ -62,14 +95,28 @@ impl Challenges {
         })
     }
 
-    /// The answer to `GET path` when `path` is a published challenge.
+    /// The answer to `GET path` when `path` is a challenge published by this process, or by
+    /// another one sharing the storage folder (a small file read, only for this path).
     pub fn answer(&self, path: &str) -> Option<String> {
+        use std::io::Read;
         let token = path.strip_prefix(CHALLENGE_PREFIX)?;
-        self.tokens
+        let own = self
+            .tokens
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
-            .cloned()
+            .cloned();
+        if own.is_some() {
+            return own;
+        }
+        let file = std::fs::File::open(self.shared_file(token)?).ok()?;
+        let mut text = String::new();
+        file.take(MAX_ANSWER).read_to_string(&mut text).ok()?;
+        let answer = text.trim();
+        let valid = answer
+            .split_once('.')
+            .is_some_and(|(t, thumb)| t == token && token_ok(thumb));
+        valid.then(|| answer.to_string())
     }
 }
 

@@ -10,6 +10,7 @@ mod recording;
 #[path = "../tls_common/mod.rs"]
 mod tls_common;
 
+mod acme;
 mod admin;
 mod auth;
 mod cli;
@@ -18,6 +19,7 @@ mod consul_config;
 mod consul_double;
 mod files;
 mod http1_conformance;
+mod pebble;
 mod privilege;
 mod process;
 mod protocols;
