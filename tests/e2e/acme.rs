@@ -195,3 +195,204 @@ fn first_issuance_over_http01_and_restart_reuses_account_and_certificate() {
     })
     .unwrap_or_else(|| panic!("{}", p.log_text()));
 }
+
+/// Handshakes (with a full request) for `name` in a loop on a few threads until stopped:
+/// counts successes and failures and collects the serials served.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<Mutex<Vec<String>>>,
+    serials: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, name: &'static str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let serials = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..3)
+            .map(|_| {
+                let (stop, ok, failed, serials) =
+                    (stop.clone(), ok.clone(), failed.clone(), serials.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match tls_get(addr, Some(name), &[b"http/1.1"], Some(name)) {
+                            Ok(seen) if seen.response.as_ref().is_some_and(|r| r.status == 200) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                let mut s = serials.lock().unwrap();
+                                if s.last() != Some(&seen.serial) {
+                                    s.push(seen.serial);
+                                }
+                            }
+                            Ok(seen) => failed
+                                .lock()
+                                .unwrap()
+                                .push(format!("{:?}", seen.response.map(|r| r.status))),
+                            Err(e) => failed.lock().unwrap().push(e),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            failed,
+            serials,
+            threads,
+        }
+    }
+
+    fn seen_serial(&self, serial: &str) -> bool {
+        self.serials.lock().unwrap().iter().any(|s| s == serial)
+    }
+
+    fn seen_other_than(&self, serial: &str) -> bool {
+        self.serials.lock().unwrap().iter().any(|s| s != serial)
+    }
+
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let failed = self.failed.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failed)
+    }
+}
+
+#[test]
+fn ca_down_keeps_old_certificate_and_placeholder_then_renews_under_load() {
+    const NEW: &str = "new.example.com";
+    let backend = Backend::start("b1");
+    let (http, tls) = (free_port(), free_port());
+    let mut pebble = Pebble::new(http, tls, 90 * 86_400, false);
+    let certs = TempDir::new("acme-certs");
+    // a certificate of another CA that expires in 5 days: due for renewal (30 days)
+    let pki = Pki::new();
+    write_pair(certs.path(), APP, &pki.leaf_with(&[APP], Alg::P256, 5));
+    let p = start(
+        http,
+        tls,
+        certs.path(),
+        &pebble,
+        30,
+        &upstreams(&backend, &[APP, NEW]),
+    );
+    let old = tls_get(tls_addr(tls), Some(APP), &[], None).unwrap().serial;
+
+    // the CA is down: both orders fail, the old certificate and the placeholder serve
+    let failed = p.wait_for(Duration::from_secs(15), || {
+        counter(&p, APP, "failed") >= 1 && counter(&p, NEW, "failed") >= 1
+    });
+    assert!(failed.is_some(), "{}", p.log_text());
+    assert_eq!(
+        tls_get(tls_addr(tls), Some(APP), &[], None).unwrap().serial,
+        old
+    );
+    let placeholder = tls_get(tls_addr(tls), Some(NEW), &[], None).unwrap();
+    assert_eq!(placeholder.cn, format!("aralez placeholder for {NEW}"));
+    let status = p.config_status();
+    let app = &status["providers"]["acme"]["names"][APP];
+    assert!(app["failures"].as_u64().unwrap() >= 1, "{status}");
+    assert!(
+        app["last_error"].as_str().unwrap().contains("cannot reach"),
+        "{status}"
+    );
+    assert_eq!(
+        status["providers"]["acme"]["names"][NEW]["placeholder"],
+        true
+    );
+
+    // load on the old certificate, then the CA comes back: the retry renews, the swap drops
+    // no handshake
+    let load = Load::start(tls_addr(tls), APP);
+    let warm = p.wait_for(Duration::from_secs(5), || load.seen_serial(&old));
+    assert!(warm.is_some(), "the load never saw the old certificate");
+    pebble.run();
+    let renewed = p.wait_for(Duration::from_secs(45), || {
+        counter(&p, APP, "renewed") == 1 && load.seen_other_than(&old)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let serials = load.serials.lock().unwrap().clone();
+    let (ok, failed) = load.finish();
+    assert!(
+        renewed.is_some(),
+        "no renewal after the CA came back:\n{}",
+        p.log_text()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed handshakes, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert!(ok > 20, "only {ok} requests");
+    assert!(serials.len() >= 2, "{serials:?}");
+    println!("renewal under load: {ok} requests, no failure, serials {serials:?}");
+    let root = pebble.issuing_root();
+    let (new_serial, status, _) = strict_get(tls_addr(tls), APP, &root).unwrap();
+    assert_ne!(new_serial, old);
+    assert_eq!(status, 200);
+    let issued = p.wait_for(Duration::from_secs(30), || {
+        strict_get(tls_addr(tls), NEW, &root).is_ok()
+    });
+    assert!(issued.is_some(), "{}", p.log_text());
+    assert_eq!(counter(&p, NEW, "issued"), 1);
+}
+
+#[test]
+fn two_processes_on_one_storage_folder_make_one_order() {
+    let backend = Backend::start("b1");
+    let (http_a, tls_a, http_b, tls_b) = (free_port(), free_port(), free_port(), free_port());
+    // the CA validates on A's port; whichever process orders, A answers (the token is shared
+    // through the storage folder)
+    let pebble = Pebble::new(http_a, tls_a, 90 * 86_400, true);
+    let certs = TempDir::new("acme-certs");
+    let up = upstreams(&backend, &[APP]);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| start(http_a, tls_a, certs.path(), &pebble, 30, &up));
+        let b = s.spawn(|| start(http_b, tls_b, certs.path(), &pebble, 30, &up));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let root = pebble.issuing_root();
+    let mut serials = (String::new(), String::new());
+    let same = a.wait_for(Duration::from_secs(40), || {
+        let sa = strict_get(tls_addr(tls_a), APP, &root).map(|r| r.0);
+        let sb = strict_get(tls_addr(tls_b), APP, &root).map(|r| r.0);
+        match (sa, sb) {
+            (Ok(x), Ok(y)) => {
+                serials = (x, y);
+                serials.0 == serials.1
+            }
+            _ => false,
+        }
+    });
+    assert!(
+        same.is_some(),
+        "A:\n{}\nB:\n{}\npebble:\n{}",
+        a.log_text(),
+        b.log_text(),
+        pebble.log()
+    );
+    let orders = (counter(&a, APP, "issued"), counter(&b, APP, "issued"));
+    assert_eq!(
+        orders.0 + orders.1,
+        1,
+        "one order for the fleet: {orders:?}"
+    );
+    println!(
+        "the certificate was ordered by {}",
+        if orders.0 == 1 { "A" } else { "B" }
+    );
+    assert!(!certs.path().join(format!("acme_{APP}.lock")).exists());
+    let leftovers: Vec<_> = std::fs::read_dir(certs.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("acme_challenge_"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
