@@ -171,6 +171,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     };
     log::info!("generation {} active", store.load().hash());
+    crate::acme::warn_if_unmanaged(acme.is_some(), &store.load());
     let privileges = match crate::privilege::target(cfg.user.as_deref(), cfg.group.as_deref()) {
         Ok(t) => t,
         Err(e) => {

@@ -167,3 +167,15 @@ pub fn settings(
         cert_folder: cert_dir.to_path_buf(),
     }))
 }
+
+/// Logs a warning when the plan marks ACME names but main.yaml has no `acme:` section (nothing
+/// would order their certificates).
+pub fn warn_if_unmanaged(acme_configured: bool, generation: &crate::generation::Generation) {
+    let names = generation.plan().acme_hosts();
+    if !acme_configured && !names.is_empty() {
+        log::warn!(
+            "upstreams mark {} for ACME, but main.yaml has no `acme:` section: no certificate is ordered",
+            names.join(", ")
+        );
+    }
+}

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::tls::upstream::{Detector, Protocol};
 use aralez_compiler::Cidr;
 
+mod acme_challenge;
 mod decide;
 mod forward;
 mod observe;
@@ -154,9 +155,8 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(answer) = self.acme_answer(session) {
-            // before routing, auth, limits and `to_https`: the CA asks over plain HTTP
-            respond::respond_text(session, answer).await?;
+        // before routing, auth, limits and `to_https`: the CA asks over plain HTTP
+        if acme_challenge::answered(self.acme.as_deref(), session).await? {
             return Ok(true);
         }
         let generation = self.store.load();
@@ -513,19 +513,6 @@ impl Routed {
 
 fn route_of(ctx: &RequestCtx) -> Option<&aralez_compiler::Route> {
     ctx.routed.as_ref().map(|r| &*r.route().policy)
-}
-
-impl Proxy {
-    /// The key authorization for an ACME HTTP-01 `GET /.well-known/acme-challenge/<token>` on the
-    /// plain listener, when that token is being validated.
-    fn acme_answer(&self, session: &Session) -> Option<String> {
-        let challenges = self.acme.as_ref()?;
-        let req = session.req_header();
-        if req.method != http::Method::GET || is_tls(session) {
-            return None;
-        }
-        challenges.answer(req.uri.path())
-    }
 }
 
 fn is_tls(session: &Session) -> bool {

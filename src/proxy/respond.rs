@@ -47,15 +47,3 @@ pub(super) async fn respond_with(
     }
     Ok(())
 }
-
-/// A 200 answer of our own with `body` as `text/plain` (the ACME HTTP-01 key authorization).
-pub(super) async fn respond_text(session: &mut Session, body: String) -> Result<()> {
-    let body = Bytes::from(body);
-    let mut resp = ResponseHeader::build(200, Some(4))?;
-    resp.insert_header(header::CONTENT_TYPE, "text/plain")?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
-}
