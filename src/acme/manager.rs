@@ -120,6 +120,7 @@ impl Manager {
             if na - now > renew_before {
                 let until_due = u64::try_from(na - renew_before - now).unwrap_or(0);
                 self.schedule(name, routine().min(Duration::from_secs(until_due)), current);
+                self.good(name, None);
                 return;
             }
         } else {
@@ -140,7 +141,9 @@ impl Manager {
         // another process may have finished this name while we waited for the lock
         let current = self.not_after(name, now);
         if current.is_some_and(|na| na - now > renew_before) {
+            // checked again at once, which schedules the routine check
             self.schedule(name, Duration::ZERO, current);
+            self.good(name, None);
             return;
         }
         let result = self.order(name);
@@ -165,9 +168,7 @@ impl Manager {
                     .min(Duration::from_secs(until_due))
                     .max(MIN_RENEW_GAP);
                 self.schedule(name, next, Some(not_after));
-                if let Some(s) = self.names.get_mut(name) {
-                    s.last_result = Some(label);
-                }
+                self.good(name, Some(label));
             }
             Err(e) => self.failed(name, &e, current),
         }
@@ -234,6 +235,7 @@ impl Manager {
             .then_some(pair.not_after)
     }
 
+    /// Sets when `name` is checked next and what the folder holds for it.
     fn schedule(&mut self, name: &str, after: Duration, not_after: Option<i64>) {
         let state = self.names.entry(name.to_string()).or_insert(NameState {
             next: Instant::now(),
@@ -246,9 +248,16 @@ impl Manager {
         state.next = Instant::now() + after;
         state.next_unix = now_unix().saturating_add(i64::try_from(after.as_secs()).unwrap_or(0));
         state.not_after = not_after;
-        if after >= MIN_RENEW_GAP.min(routine()) || not_after.is_some() {
-            state.failures = 0;
-            state.last_error = None;
+    }
+
+    /// `name` has a good certificate: its failures are over.
+    fn good(&mut self, name: &str, result: Option<&'static str>) {
+        if let Some(s) = self.names.get_mut(name) {
+            s.failures = 0;
+            s.last_error = None;
+            if result.is_some() {
+                s.last_result = result;
+            }
         }
     }
 

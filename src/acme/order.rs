@@ -141,7 +141,10 @@ fn authorize(
         .unwrap_or("?")
         .to_string();
     match authz["status"].as_str() {
-        Some("valid") => return Ok(()),
+        Some("valid") => {
+            log::info!("ACME: the authorization for {name} is already valid");
+            return Ok(());
+        }
         Some("pending") => {}
         other => {
             return Err(AcmeError::Failed(format!(

@@ -2,7 +2,8 @@
 //! tests: pebble and its fake DNS (`pebble-challtestsrv`, answering every name with 127.0.0.1)
 //! started on loopback ports with a generated config and HTTPS certificate, validations pointed
 //! at the proxy's plain and TLS listeners, `PEBBLE_VA_NOSLEEP=1`, and its default 5% `badNonce`
-//! rejection left on. Both processes are killed on drop.
+//! rejection left on. `PEBBLE_AUTHZREUSE=100`: a name validated once is not validated again (the
+//! client's "authorization already valid" path). Both processes are killed on drop.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -98,6 +99,7 @@ impl Pebble {
             .args(["-config", self.config.to_str().unwrap(), "-strict=false"])
             .args(["-dnsserver", &self.dns_addr.to_string()])
             .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_AUTHZREUSE", "100")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
