@@ -263,12 +263,7 @@ impl Manager {
 
     fn failed(&mut self, name: &str, e: &AcmeError, current: Option<i64>) {
         let failures = self.names.get(name).map_or(0, |s| s.failures) + 1;
-        let mut pause = BACKOFF_BASE
-            .saturating_mul(1u32 << (failures - 1).min(16))
-            .min(BACKOFF_MAX);
-        if let AcmeError::RateLimited(secs) = e {
-            pause = pause.max(Duration::from_secs(*secs));
-        }
+        let pause = retry_pause(failures, e);
         let keeps = match current {
             Some(na) => format!(
                 "the current certificate (valid until {}) keeps serving",
@@ -322,6 +317,18 @@ impl Manager {
     }
 }
 
+/// The wait before retrying after the `failures`-th failure in a row: 10 s doubling up to 6 h,
+/// and at least the CA's `Retry-After` when it is rate limiting.
+fn retry_pause(failures: u32, e: &AcmeError) -> Duration {
+    let pause = BACKOFF_BASE
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(BACKOFF_MAX);
+    match e {
+        AcmeError::RateLimited(secs) => pause.max(Duration::from_secs(*secs)),
+        _ => pause,
+    }
+}
+
 /// The routine check interval with its jitter.
 fn routine() -> Duration {
     let mut b = [0u8; 8];
@@ -339,4 +346,25 @@ pub(super) fn covered(generation: &Generation, name: &str) -> bool {
 /// A channel whose sender wakes the thread.
 pub(super) fn wake_channel() -> (std::sync::mpsc::Sender<()>, Receiver<()>) {
     channel()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_and_respect_rate_limits() {
+        let down = AcmeError::Transport("refused".into());
+        assert_eq!(retry_pause(1, &down), Duration::from_secs(10));
+        assert_eq!(retry_pause(2, &down), Duration::from_secs(20));
+        assert_eq!(retry_pause(5, &down), Duration::from_secs(160));
+        assert_eq!(retry_pause(40, &down), BACKOFF_MAX);
+        assert_eq!(
+            retry_pause(1, &AcmeError::RateLimited(3600)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(retry_pause(40, &AcmeError::RateLimited(60)), BACKOFF_MAX);
+        let r = routine();
+        assert!(r >= CHECK_INTERVAL && r < CHECK_INTERVAL + Duration::from_secs(CHECK_JITTER_SECS));
+    }
 }
