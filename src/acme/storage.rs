@@ -104,17 +104,17 @@ impl Storage {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = fs::read_to_string(&path).unwrap_or_default();
-                    let expires = field(&text, "expires").and_then(|v| v.parse::<i64>().ok());
-                    // a lock being written right now has no lease yet: it is alive
-                    if expires.is_none_or(|t| t > now) && !text.is_empty() {
+                    // a lock without a readable lease is judged by its age: a process that died
+                    // between creating and writing it must not block the name forever
+                    let expires = field(&text, "expires")
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .unwrap_or_else(|| modified(&path).unwrap_or(now) + LEASE_SECS);
+                    if expires > now {
                         log::info!(
                             "ACME: {name} is being ordered by {} (lock {}); waiting for its result",
-                            field(&text, "owner").unwrap_or("?"),
+                            field(&text, "owner").unwrap_or("another process"),
                             path.display()
                         );
-                        return Ok(None);
-                    }
-                    if text.is_empty() {
                         return Ok(None);
                     }
                     log::warn!("ACME: the lock {} expired; taking it over", path.display());
@@ -141,6 +141,13 @@ impl Drop for Lock {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// Unix time of the last change of `path`.
+fn modified(path: &Path) -> Option<i64> {
+    let t = fs::metadata(path).ok()?.modified().ok()?;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
 }
 
 fn field<'t>(text: &'t str, name: &str) -> Option<&'t str> {
@@ -205,7 +212,17 @@ mod tests {
         drop(held);
         assert!(a.lock("x.example.com", 1000).unwrap().is_none());
         drop(taken);
-        assert!(a.lock("x.example.com", 1000).unwrap().is_some());
+        let again = a.lock("x.example.com", 1000).unwrap();
+        assert!(again.is_some());
+        drop(again);
+        // an empty lock (its owner died before writing it) expires with its file's age
+        let now = modified(&dir).unwrap();
+        fs::write(dir.join("acme_y.example.com.lock"), "").unwrap();
+        assert!(a.lock("y.example.com", now).unwrap().is_none());
+        assert!(a
+            .lock("y.example.com", now + LEASE_SECS + 5)
+            .unwrap()
+            .is_some());
         let key = a.account_key("https://ca/dir").unwrap();
         let again = b.account_key("https://ca/dir").unwrap();
         assert_eq!(key.thumbprint(), again.thumbprint());
