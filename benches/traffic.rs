@@ -20,6 +20,7 @@ fn generation() -> Generation {
         },
         certs: None,
         discovered: Default::default(),
+        generated: Vec::new(),
     };
     let registry = Registry::new(b"bench", None);
     build(

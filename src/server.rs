@@ -156,6 +156,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         upstreams: sources.clone(),
         certs,
         discovered: Default::default(),
+        generated: Vec::new(),
     };
     let store = match GenerationStore::start(
         inputs,
@@ -352,7 +353,13 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     }
     // ready once every listener is bound and serving
-    let readiness = server.add_service(background_service("readiness", Readiness(ready.clone())));
+    let readiness = server.add_service(background_service(
+        "readiness",
+        Readiness {
+            ready: ready.clone(),
+            store: store.clone(),
+        },
+    ));
     readiness.add_dependencies(listening.iter());
     // the first health round runs once our own listeners serve (a route to the built-in file
     // server must not be marked down because it was probed before it listened)
@@ -407,14 +414,42 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     Exit::Success
 }
 
-/// Flips `/readyz` (and tells systemd `READY=1`) once the listeners it depends on serve; tells
-/// systemd `STOPPING=1` when the graceful shutdown starts.
-struct Readiness(Arc<AtomicBool>);
+/// How long readiness waits for discovered services to sync once the listeners serve (a
+/// provider that cannot be reached must not keep the static routes out of rotation).
+const DISCOVERY_READY_WAIT: Duration = Duration::from_secs(5);
+
+/// Flips `/readyz` (and tells systemd `READY=1`) once the listeners it depends on serve and the
+/// services of the serving plan that a provider discovers have synced (at most
+/// [`DISCOVERY_READY_WAIT`]), so no load balancer sends traffic to routes without backends yet;
+/// tells systemd `STOPPING=1` when the graceful shutdown starts.
+struct Readiness {
+    ready: Arc<AtomicBool>,
+    store: Arc<GenerationStore>,
+}
 
 #[async_trait]
 impl BackgroundService for Readiness {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        self.0.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + DISCOVERY_READY_WAIT;
+        loop {
+            let waiting = self.store.load().unsynced().to_vec();
+            if waiting.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                log::warn!(
+                    "ready without discovered service(s) {}: not synced after {}s; their routes answer 503 until they are",
+                    waiting.join(", "),
+                    DISCOVERY_READY_WAIT.as_secs()
+                );
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        self.ready.store(true, Ordering::Release);
         crate::notify::notify("READY=1");
         let _ = shutdown.changed().await;
         crate::notify::notify("STOPPING=1");

@@ -38,6 +38,7 @@ pub(crate) fn hash(plan: &Plan) -> String {
             h.num(c.wait_seconds);
             h.opt(c.tls.ca_file.as_deref());
             h.opt(c.tls.server_name.as_deref());
+            h.tag(u8::from(c.tag_mode));
         }
     }
     match &plan.kubernetes {
@@ -241,6 +242,7 @@ fn value_without_acme(plan: &Plan, redact: bool) -> Value {
                 "ca_file": c.tls.ca_file,
                 "server_name": c.tls.server_name,
             },
+            "tag_mode": c.tag_mode,
         })),
         "global_jwt": plan.global_jwt.as_ref().map(claims),
         "kubernetes": plan.kubernetes.as_ref().map(|k| json!({

@@ -89,6 +89,7 @@ codes! {
     ADMIN_PUBLIC = "W0010", "The admin API listens on a non-loopback address.", "Bind it to 127.0.0.1, or make sure a firewall protects it.";
     SHORT_MASTER_KEY = "W0011", "`master_key` is shorter than 32 bytes.", "Use at least 32 random bytes (e.g. `openssl rand -hex 32`).";
     TLS_GRADE_UNSAFE = "W0012", "`proxy_tls_grade: unsafe` is accepted as `medium` (rustls has no legacy suites).", "Use `medium` or `high`.";
+    GENERATED_SKIPPED = "W0014", "A route a provider generated (a Consul service's `aralez.*` tags) does not compile or collides with another route; it is left out and the others serve.", "Fix the tags of that service (the message names it and the problem).";
     LISTEN_PORT_ZERO = "W0013", "A listener address with port 0: the system picks a random port that nobody can be told about.", "Write the port to listen on, e.g. `0.0.0.0:6193`.";
     TLS_CERT_EXPIRING = "W0801", "A TLS certificate (in `proxy_certificates`, or the admin's) expires within 14 days (reported by `aralez check --main`).", "Renew it; the certificate folder is reloaded without a restart.";
     TLS_FOLDER_EMPTY = "W0802", "`proxy_certificates` holds no usable certificate pair: TLS handshakes fail until one is added (reported by `aralez check --main`).", "Add `NAME.crt` + `NAME.key` pairs (PEM) to the folder.";

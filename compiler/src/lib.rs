@@ -36,4 +36,4 @@ pub use plan::{
     KubernetesConfig, PathTable, Plan, Provider, Route, RouteIdx, Sticky,
     DEFAULT_JWT_LEEWAY_SECONDS, MAX_JWT_LEEWAY_SECONDS,
 };
-pub use upstreams::compile_upstreams;
+pub use upstreams::{compile_upstreams, compile_upstreams_with};

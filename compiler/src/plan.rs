@@ -56,6 +56,9 @@ pub struct ConsulConfig {
     pub wait_seconds: u64,
     /// TLS settings for `https://` servers.
     pub tls: ConsulTls,
+    /// Tag mode: every catalog service tagged `aralez.host=<vhost>` is routed too (its other
+    /// `aralez.*` tags set path, rate limit and `to_https`).
+    pub tag_mode: bool,
 }
 
 /// TLS settings of the Consul client (verification is always on for `https://` servers).

@@ -131,12 +131,14 @@ pub fn run(args: &CheckArgs) -> Exit {
                             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
                     },
                 };
-                crate::generation::compile(&sources, &settings).map(|(c, _, secret_warnings)| {
-                    let secrets = secret_warnings
-                        .into_iter()
-                        .map(|w| Diagnostic::new(codes::SHORT_SECRET, name, (0, 0), "", w));
-                    secrets.chain(c.warnings).collect::<Vec<_>>()
-                })
+                crate::generation::compile(&sources, &[], &settings).map(
+                    |(c, _, secret_warnings)| {
+                        let secrets = secret_warnings
+                            .into_iter()
+                            .map(|w| Diagnostic::new(codes::SHORT_SECRET, name, (0, 0), "", w));
+                        secrets.chain(c.warnings).collect::<Vec<_>>()
+                    },
+                )
             }
             // without it, secrets cannot be resolved: the language alone
             None => {

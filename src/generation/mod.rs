@@ -195,6 +195,7 @@ impl GenerationStore {
             upstreams: pushed.clone(),
             certs: last.and_then(|i| i.certs.clone()),
             discovered: last.map(|i| i.discovered.clone()).unwrap_or_default(),
+            generated: last.map(|i| i.generated.clone()).unwrap_or_default(),
         };
         let outcome = self.apply_locked(&mut pipeline, inputs, "api");
         if matches!(outcome, Outcome::Rejected(_)) {

@@ -164,6 +164,7 @@ mod tests {
             },
             certs: None,
             discovered: Default::default(),
+            generated: Vec::new(),
         };
         let settings = crate::generation::CompileSettings {
             tls_listener: true,

@@ -116,3 +116,96 @@ fn a_pushed_consul_config_starts_the_provider_and_a_file_config_stops_it() {
     assert_eq!(hit(&p, "static.test").unwrap(), "static");
     assert!(p.log_text().contains("consul: provider stopped"));
 }
+
+#[test]
+fn readiness_waits_for_the_first_sync_of_discovered_services() {
+    let a = Backend::start("a");
+    let s = Backend::start("static");
+    let consul = ConsulDouble::start();
+    consul.set_service("web", vec![Instance::at("a", a.addr)]);
+    // a slow first answer: the listeners serve long before it arrives
+    consul.set_delay(Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let p = start(&upstreams(&[consul.url()], "", &s));
+    let ready_after = started.elapsed();
+    // the first request after /readyz says 200 reaches a discovered backend, not a 503
+    assert_eq!(hit(&p, "web.test").as_deref(), Ok("a"), "{}", p.log_text());
+    assert!(
+        ready_after >= Duration::from_millis(1400),
+        "ready after {ready_after:?}, before the first sync"
+    );
+    eprintln!("readiness with a 1.5 s first Consul answer: ready after {ready_after:?}");
+}
+
+#[test]
+fn an_unreachable_provider_delays_readiness_by_a_bounded_time() {
+    let s = Backend::start("static");
+    // a closed port: no Consul answers
+    let closed = format!("http://127.0.0.1:{}", crate::common::free_port());
+    let started = std::time::Instant::now();
+    let p = start(&upstreams(&[closed], "", &s));
+    let ready_after = started.elapsed();
+    assert!(
+        ready_after < Duration::from_secs(12),
+        "ready after {ready_after:?}"
+    );
+    assert_eq!(hit(&p, "static.test").as_deref(), Ok("static"));
+    assert_eq!(hit(&p, "web.test"), Err("status 503".into()));
+    assert!(
+        p.log_text()
+            .contains("ready without discovered service(s) web"),
+        "{}",
+        p.log_text()
+    );
+}
+
+#[test]
+fn route_explains_a_discovered_route_from_a_status_snapshot() {
+    let a = Backend::start("a");
+    let s = Backend::start("static");
+    let consul = ConsulDouble::start();
+    consul.set_service("web", vec![Instance::at("a", a.addr)]);
+    let text = upstreams(&[consul.url()], "", &s);
+    let p = start(&text);
+    let d = TempDir::new("route-snapshot");
+    d.write("upstreams.yaml", &text);
+    d.write("status.json", &p.config_status().to_string());
+
+    let (code, out, err) = crate::common::run_cli(
+        &[
+            "route",
+            "upstreams.yaml",
+            "--host",
+            "web.test",
+            "--provider-snapshot",
+            "status.json",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("discovered from consul service `web`"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("- {}", a.addr)), "{out}");
+
+    // without a snapshot: where the backends come from; a bad snapshot: exit 2
+    let (code, out, _) =
+        crate::common::run_cli(&["route", "upstreams.yaml", "--host", "web.test"], d.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("--provider-snapshot"), "{out}");
+    d.write("bad.json", "[1, 2]");
+    let (code, _, err) = crate::common::run_cli(
+        &[
+            "route",
+            "upstreams.yaml",
+            "--host",
+            "web.test",
+            "--provider-snapshot",
+            "bad.json",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("provider snapshot"), "{err}");
+}

@@ -46,8 +46,12 @@ pub struct Seen {
 struct State {
     index: u64,
     services: BTreeMap<String, Vec<Instance>>,
+    /// Service tags (the catalog lists every registered service with its tags).
+    tags: BTreeMap<String, Vec<String>>,
     token: Option<String>,
     failing: bool,
+    /// Added before every answer (a slow server).
+    delay: Duration,
     seen: Vec<Seen>,
 }
 
@@ -159,6 +163,16 @@ impl ConsulDouble {
         });
     }
 
+    /// Sets the tags of `service` (as every instance registers them); the index moves.
+    pub fn set_tags(&self, service: &str, tags: &[&str]) {
+        self.change(|s| {
+            s.tags.insert(
+                service.to_string(),
+                tags.iter().map(|t| t.to_string()).collect(),
+            );
+        });
+    }
+
     /// Marks the checks of instance `id` of `service` passing or failing; the index moves.
     pub fn set_passing(&self, service: &str, id: &str, passing: bool) {
         self.change(|s| {
@@ -183,6 +197,11 @@ impl ConsulDouble {
         let mut s = self.inner.state.lock().unwrap();
         s.failing = failing;
         self.inner.changed.notify_all();
+    }
+
+    /// Holds every later answer `delay` longer (a slow server).
+    pub fn set_delay(&self, delay: Duration) {
+        self.inner.state.lock().unwrap().delay = delay;
     }
 
     /// Every request received so far.
@@ -257,6 +276,8 @@ fn serve<S: Read + Write>(s: S, inner: &Inner) {
             });
             state.seen.len() - 1
         };
+        let delay = inner.state.lock().unwrap().delay;
+        std::thread::sleep(delay);
         let (status, index, body) = answer(inner, &method, &target, token.as_deref());
         if let Some(seen) = inner.state.lock().unwrap().seen.get_mut(at) {
             seen.status = status;
@@ -284,8 +305,11 @@ fn answer(inner: &Inner, method: &str, target: &str, token: Option<&str>) -> (u1
         .map(|p| p.split_once('=').unwrap_or((p, "")))
         .collect();
     let mut state = inner.state.lock().unwrap();
-    let Some(service) = path.strip_prefix("/v1/health/service/") else {
-        return (404, state.index, "\"not found\"".into());
+    let catalog = path == "/v1/catalog/services";
+    let service = match path.strip_prefix("/v1/health/service/") {
+        Some(service) => service,
+        None if catalog => "",
+        None => return (404, state.index, "\"not found\"".into()),
     };
     if method != "GET" {
         return (405, state.index, "\"method not allowed\"".into());
@@ -330,6 +354,22 @@ fn answer(inner: &Inner, method: &str, target: &str, token: Option<&str>) -> (u1
     if state.failing {
         return (500, state.index, "\"rpc error: No cluster leader\"".into());
     }
+    if catalog {
+        // `GET /v1/catalog/services`: every registered service with its tags
+        let listing: serde_json::Map<String, serde_json::Value> = state
+            .services
+            .keys()
+            .map(|name| {
+                let tags = state.tags.get(name).cloned().unwrap_or_default();
+                (name.clone(), serde_json::json!(tags))
+            })
+            .collect();
+        return (
+            200,
+            state.index,
+            serde_json::Value::Object(listing).to_string(),
+        );
+    }
     let passing = params.contains_key("passing");
     let dc = params.get("dc").copied().unwrap_or("dc1");
     let entries: Vec<serde_json::Value> = state
@@ -343,7 +383,7 @@ fn answer(inner: &Inner, method: &str, target: &str, token: Option<&str>) -> (u1
             serde_json::json!({
                 "Node": {"ID": "", "Node": format!("node-{}", i.id), "Address": i.address, "Datacenter": dc},
                 "Service": {
-                    "ID": i.id, "Service": service, "Tags": [], "Meta": {},
+                    "ID": i.id, "Service": service, "Tags": state.tags.get(service).cloned().unwrap_or_default(), "Meta": {},
                     "Address": i.address, "Port": i.port,
                 },
                 "Checks": [

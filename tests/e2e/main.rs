@@ -17,6 +17,7 @@ mod cli;
 mod consul;
 mod consul_config;
 mod consul_double;
+mod consul_tags;
 mod files;
 mod http1_conformance;
 mod pebble;

@@ -71,6 +71,7 @@ pub(crate) fn plan(
     ctx: &Context<'_>,
     globals: &Globals,
     raw_hosts: &BTreeMap<String, RawHost>,
+    generated: &mut [(Sink<'_>, Vec<Service>)],
 ) -> Option<Plan> {
     let hosts = raw_hosts;
     let provider = globals.provider.map(|(p, _)| p);
@@ -105,7 +106,12 @@ pub(crate) fn plan(
                 consul = consul.or_else(|| s.consul.clone());
                 kubernetes = kubernetes.or_else(|| s.kubernetes.clone());
                 for svc in &s.services {
-                    add_service(sink, &mut routes, svc, g, kind);
+                    add_service(sink, &mut routes, svc, g, kind, false);
+                }
+                for (gen_sink, services) in generated.iter_mut() {
+                    for svc in services.iter() {
+                        add_service(gen_sink, &mut routes, svc, g, kind, true);
+                    }
                 }
             }
             Some(s) if provider.is_some() => sink.report(
@@ -174,12 +180,15 @@ pub(crate) fn plan(
     Some(plan)
 }
 
+/// Adds a service's route. A route with its id that exists already is an error for a written
+/// service; a generated one is left out with a W0014 warning.
 fn add_service(
     sink: &mut Sink<'_>,
     routes: &mut Vec<(Route, (u32, u32), String)>,
     svc: &Service,
     g: &Policy,
     kind: Provider,
+    generated: bool,
 ) {
     let r = route(
         &svc.host,
@@ -193,15 +202,24 @@ fn add_service(
         }),
     );
     if routes.iter().any(|(x, _, _)| x.id == r.id) {
-        sink.report(
-            codes::DUPLICATE_ROUTE,
-            svc.pos,
-            &svc.ypath,
-            format!(
-                "`{}` is already defined as a host path; give the service another `path` or remove the file route",
-                r.id
-            ),
-        );
+        let (code, message) = if generated {
+            (
+                codes::GENERATED_SKIPPED,
+                format!(
+                    "service `{}`: route `{}` is already defined (by the files or another service); left out",
+                    svc.upstream, r.id
+                ),
+            )
+        } else {
+            (
+                codes::DUPLICATE_ROUTE,
+                format!(
+                    "`{}` is already defined as a host path; give the service another `path` or remove the file route",
+                    r.id
+                ),
+            )
+        };
+        sink.report(code, svc.pos, &svc.ypath, message);
         return;
     }
     routes.push((r, svc.pos, svc.ypath.clone()));

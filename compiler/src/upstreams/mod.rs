@@ -22,6 +22,19 @@ pub fn compile_upstreams(
     sources: &[Source<'_>],
     ctx: &Context<'_>,
 ) -> Result<Compiled<Plan>, Vec<Diagnostic>> {
+    compile_upstreams_with(sources, &[], ctx)
+}
+
+/// [`compile_upstreams`] plus service lists a provider generated (`generated`: each source a
+/// YAML/JSON sequence of service entries, as in the provider section's `services`, e.g. from
+/// Consul's `aralez.*` tags). They join the plan when the selected provider discovers services.
+/// A generated entry never fails the plan: one that does not compile, or whose route exists
+/// already, is left out with a W0014 warning naming the problem, and the others serve.
+pub fn compile_upstreams_with(
+    sources: &[Source<'_>],
+    generated: &[Source<'_>],
+    ctx: &Context<'_>,
+) -> Result<Compiled<Plan>, Vec<Diagnostic>> {
     let Some(first) = sources.first() else {
         return Err(vec![Diagnostic::new(
             codes::EMPTY,
@@ -54,10 +67,21 @@ pub fn compile_upstreams(
     let mut plan = None;
     if let Some(globals) = &globals {
         let mut sink = Sink::new(first.name);
-        plan = build::plan(&mut sink, ctx, globals, &hosts);
+        let mut extra: Vec<(Sink<'_>, Vec<providers::Service>)> = generated
+            .iter()
+            .map(|src| {
+                let mut gen_sink = Sink::new(src.name);
+                let services = providers::generated(&mut gen_sink, ctx, src.text);
+                (gen_sink, services)
+            })
+            .collect();
+        plan = build::plan(&mut sink, ctx, globals, &hosts, &mut extra);
         all.append(&mut sink.diags);
+        for (mut gen_sink, _) in extra {
+            all.append(&mut gen_sink.diags);
+        }
     }
-    let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = sources.iter().chain(generated).map(|s| s.name).collect();
     conclude(plan, diag::finish(all, &names))
 }
 

@@ -45,6 +45,7 @@ pub const CONSUL_KEYS: &[&str] = &[
     "datacenter",
     "servers",
     "services",
+    "tag_mode",
     "tls",
     "token",
     "token_file",
@@ -85,6 +86,7 @@ pub(crate) fn section(
     let mut datacenter = None;
     let mut wait_seconds = DEFAULT_CONSUL_WAIT_SECONDS;
     let mut tls = ConsulTls::default();
+    let mut tag_mode = false;
     for se in &entries {
         let p = ypath::key(path, se.key);
         if !known.contains(&se.key) {
@@ -139,6 +141,7 @@ pub(crate) fn section(
                 }
             }
             "tls" => tls = consul_tls(sink, se.value, &p).unwrap_or_default(),
+            "tag_mode" => tag_mode = walk::bool_of(sink, se.value, &p).unwrap_or(false),
             "namespace" => {
                 namespace = walk::nonempty_str_of(sink, se.value, &p).and_then(|s| {
                     name_ok(sink, se.value, &p, s, "namespace").then(|| s.to_string())
@@ -175,6 +178,7 @@ pub(crate) fn section(
                 datacenter,
                 wait_seconds,
                 tls,
+                tag_mode,
             }),
             None,
         )
@@ -323,4 +327,117 @@ fn service(
         upstream,
         policy,
     })
+}
+
+/// The service entries of a list a provider generated (see
+/// [`crate::compile_upstreams_with`]). An entry with an error is left out, reported as W0014
+/// with the error's message; the sequence itself not parsing is one W0014 for the whole source.
+pub(crate) fn generated(sink: &mut Sink<'_>, ctx: &Context<'_>, text: &str) -> Vec<Service> {
+    let items = match crate::yaml::parse(text) {
+        Ok(Some(crate::yaml::Node {
+            value: crate::yaml::Value::Seq(items),
+            ..
+        })) => Ok(items),
+        Ok(_) => Err("not a list".to_string()),
+        Err(e) => Err(e.message),
+    };
+    let items = match items {
+        Ok(items) => items,
+        Err(why) => {
+            sink.report(
+                codes::GENERATED_SKIPPED,
+                (1, 1),
+                "",
+                format!("generated services cannot be read ({why}); none of them is served"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut services: Vec<Service> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = ypath::index("", i);
+        let mut one = Sink::new(sink.file);
+        let parsed = service(&mut one, ctx, item, &ip, &services);
+        let name = upstream_of(item).unwrap_or("?").to_string();
+        match (parsed, first_error(&one)) {
+            (Some(s), None) => services.push(s),
+            (_, why) => sink.report(
+                codes::GENERATED_SKIPPED,
+                pos(item),
+                &ip,
+                format!(
+                    "service `{name}` left out: {}",
+                    why.unwrap_or_else(|| "invalid entry".into())
+                ),
+            ),
+        }
+    }
+    services
+}
+
+/// The message of the first error `sink` holds.
+fn first_error(sink: &Sink<'_>) -> Option<String> {
+    sink.diags
+        .iter()
+        .find(|d| d.is_error())
+        .map(|d| d.message.clone())
+}
+
+/// The `upstream` string of a service entry node, if it has one.
+fn upstream_of(item: &crate::yaml::Node) -> Option<&str> {
+    let crate::yaml::Value::Map(pairs) = &item.value else {
+        return None;
+    };
+    pairs.iter().find_map(|(k, v)| match (&k.value, &v.value) {
+        (crate::yaml::Value::Str(k), crate::yaml::Value::Str(v)) if k == "upstream" => {
+            Some(v.as_str())
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::input::{Context, Source};
+
+    const FILES: &str = "provider: consul\nconsul:\n  servers: [\"http://127.0.0.1:8500\"]\n  tag_mode: true\n  services: []\nfile.test:\n  paths:\n    \"/\": {servers: [\"127.0.0.1:8000\"]}\n";
+
+    fn compile(generated: &str) -> crate::Compiled<crate::Plan> {
+        let files = [Source {
+            name: "upstreams.yaml",
+            text: FILES,
+        }];
+        let generated = [Source {
+            name: "consul catalog tags",
+            text: generated,
+        }];
+        crate::compile_upstreams_with(&files, &generated, &Context::default()).unwrap()
+    }
+
+    #[test]
+    fn generated_entries_join_and_bad_or_colliding_ones_are_left_out_with_w0014() {
+        let c = compile(
+            r#"[{"hostname": "a.test", "upstream": "a"},
+                {"hostname": "b.test", "upstream": "b", "rate_limit": "ten"},
+                {"hostname": "file.test", "upstream": "c"},
+                {"hostname": "a.test", "upstream": "d"}]"#,
+        );
+        let ids: Vec<&str> = c.value.routes().iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a.test/", "file.test/"]);
+        let w: Vec<(&str, &str)> = c
+            .warnings
+            .iter()
+            .map(|d| (d.code, d.message.as_str()))
+            .collect();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w.iter().all(|(code, _)| *code == "W0014"), "{w:?}");
+        assert!(w[0].1.contains("service `b` left out"), "{w:?}");
+        assert!(w
+            .iter()
+            .any(|(_, m)| m.contains("route `file.test/` is already defined")));
+        // not a list: one warning, the files' routes serve
+        let c = compile("{}");
+        assert_eq!(c.value.routes().len(), 1);
+        assert_eq!(c.warnings[0].code, "W0014");
+    }
 }

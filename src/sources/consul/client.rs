@@ -2,6 +2,7 @@
 //! query (`index`, `wait`), with the ACL token and verified TLS. Blocking: runs on a provider
 //! thread, never on a pingora runtime.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,15 @@ pub struct Answer {
     pub skipped: usize,
 }
 
+/// One catalog answer: its `X-Consul-Index` and every service's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// `X-Consul-Index` (0 when missing or not a number).
+    pub index: u64,
+    /// Service name to its tags.
+    pub services: BTreeMap<String, Vec<String>>,
+}
+
 /// The client of one `consul:` section.
 pub struct Client {
     agent: Result<ureq::Agent, String>,
@@ -114,15 +124,45 @@ impl Client {
     /// Asks `server` for the passing instances of `service`; with `index` > 0 a blocking query
     /// that Consul holds until the index moves past it or `wait` ends.
     pub fn query(&self, server: &str, service: &str, index: u64) -> Result<Answer, ClientError> {
+        let path = format!("/v1/health/service/{service}?passing=true");
+        let (index, body) = self.get(server, &path, index)?;
+        let (endpoints, skipped) = parse(&body).map_err(|message| ClientError::Body {
+            server: server.to_string(),
+            message,
+        })?;
+        Ok(Answer {
+            index,
+            endpoints,
+            skipped,
+        })
+    }
+
+    /// Asks `server` for the catalog's services and their tags (`GET /v1/catalog/services`),
+    /// blocking like [`Client::query`]. Returns `X-Consul-Index` and service name to tags.
+    pub fn catalog(&self, server: &str, index: u64) -> Result<Catalog, ClientError> {
+        let (index, body) = self.get(server, "/v1/catalog/services?", index)?;
+        let services = serde_json::from_slice(&body).map_err(|e| ClientError::Body {
+            server: server.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Catalog { index, services })
+    }
+
+    /// One GET of `path_query` (ending in `?` or holding a query already) with the datacenter,
+    /// the blocking parameters and the token: `X-Consul-Index` and the body (at most
+    /// [`MAX_BODY`]).
+    fn get(
+        &self,
+        server: &str,
+        path_query: &str,
+        index: u64,
+    ) -> Result<(u64, Vec<u8>), ClientError> {
         let agent = self
             .agent
             .as_ref()
             .map_err(|e| ClientError::Tls(e.clone()))?;
         let token = self.token()?;
-        let mut url = format!(
-            "{}/v1/health/service/{service}?passing=true",
-            server.trim_end_matches('/')
-        );
+        let mut url = format!("{}{path_query}", server.trim_end_matches('/'));
         if let Some(dc) = &self.datacenter {
             url.push_str(&format!("&dc={dc}"));
         }
@@ -170,15 +210,7 @@ impl Client {
                 message: format!("larger than {MAX_BODY} bytes"),
             });
         }
-        let (endpoints, skipped) = parse(&body).map_err(|message| ClientError::Body {
-            server: server_name,
-            message,
-        })?;
-        Ok(Answer {
-            index,
-            endpoints,
-            skipped,
-        })
+        Ok((index, body))
     }
 
     /// The token to send: `token_file` (read before every query, so a rotated file is used at
@@ -406,6 +438,7 @@ mod tests {
             token_file: None,
             datacenter: None,
             wait_seconds: 1,
+            tag_mode: false,
             tls: ConsulTls {
                 ca_file: Some("/nonexistent/ca.pem".into()),
                 server_name: None,

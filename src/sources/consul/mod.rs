@@ -10,6 +10,7 @@
 //! keeps serving, the state change is logged once, counted, and shown on `/config/status`.
 
 pub mod client;
+pub mod tags;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -63,9 +64,17 @@ impl Source for ConsulSource {
         Ok(Watch::Own)
     }
 
-    /// Copies the last good endpoint set of every watched service into `inputs`.
+    /// Copies the last good endpoint set of every watched service into `inputs`, and in tag
+    /// mode the service entries of the last good catalog.
     fn read(&self, inputs: &mut Inputs) -> Result<(), ReadError> {
-        inputs.discovered = self.shared.lock().endpoints.clone();
+        let state = self.shared.lock();
+        inputs.discovered = state.endpoints.clone();
+        inputs.generated.retain(|(name, _)| name != tags::SOURCE);
+        if let Some(text) = &state.generated {
+            inputs
+                .generated
+                .push((tags::SOURCE.to_string(), text.clone()));
+        }
         Ok(())
     }
 }
@@ -89,6 +98,10 @@ struct State {
     services: BTreeMap<String, ServiceState>,
     /// The last good endpoints of each watched service that synced at least once.
     endpoints: Discovered,
+    /// Tag mode: the catalog watch.
+    catalog: Option<ServiceState>,
+    /// Tag mode: the service entries of the last good catalog answer (JSON), `None` before it.
+    generated: Option<String>,
     /// The provider state last logged (`None`: starting).
     up: Option<bool>,
     last_sync: Option<u64>,
@@ -137,6 +150,10 @@ impl Shared {
             for (_, s) in std::mem::take(&mut state.services) {
                 s.stop.store(true, Ordering::SeqCst);
             }
+            if let Some(c) = state.catalog.take() {
+                c.stop.store(true, Ordering::SeqCst);
+            }
+            state.generated = None;
             state.endpoints.clear();
             state.epoch += 1;
             state.up = None;
@@ -153,6 +170,12 @@ impl Shared {
                 s.stop.store(true, Ordering::SeqCst);
             }
             state.services.clear();
+            if let Some(c) = state.catalog.take() {
+                c.stop.store(true, Ordering::SeqCst);
+            }
+            if !config.tag_mode {
+                state.generated = None;
+            }
             state.epoch += 1;
             log::info!(
                 "consul: watching {} service(s) through {}",
@@ -177,7 +200,8 @@ impl Shared {
             .into_iter()
             .filter(|n| !state.services.contains_key(n))
             .collect();
-        if new.is_empty() {
+        let catalog_wanted = config.tag_mode && state.catalog.is_none();
+        if new.is_empty() && !catalog_wanted {
             self.publish(&mut state);
             return;
         }
@@ -187,30 +211,75 @@ impl Shared {
             shared: self.clone(),
             epoch: state.epoch,
         });
+        if catalog_wanted {
+            state.catalog = Some(spawn_watch(&ctx, "catalog", watch::CatalogTags));
+        }
         for name in new {
-            let stop = Arc::new(AtomicBool::new(false));
-            let (thread_ctx, thread_stop, thread_name) = (ctx.clone(), stop.clone(), name.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("aralez-consul-{name}"))
-                .spawn(move || watch::run(&thread_ctx, &thread_name, &thread_stop));
-            let error = spawned
-                .err()
-                .map(|e| format!("cannot start the watch thread: {e}"));
-            if let Some(e) = &error {
-                log::error!("consul: service {name}: {e}");
-            }
-            state.services.insert(
-                name,
-                ServiceState {
-                    stop,
-                    ok: error.as_ref().map(|_| false),
-                    index: 0,
-                    server: None,
-                    error,
-                },
-            );
+            let watch = spawn_watch(&ctx, &name, watch::Health(name.clone()));
+            state.services.insert(name, watch);
         }
         self.publish(&mut state);
+    }
+
+    /// Records a catalog answer (tag mode); false when the watch is retired.
+    pub(crate) fn catalog_synced(
+        &self,
+        epoch: u64,
+        server: &str,
+        index: u64,
+        services: &BTreeMap<String, Vec<String>>,
+    ) -> bool {
+        let mut state = self.lock();
+        let current = state.epoch == epoch;
+        let Some(c) = state.catalog.as_mut().filter(|_| current) else {
+            return false;
+        };
+        c.ok = Some(true);
+        c.index = index;
+        c.server = Some(server.to_string());
+        c.error = None;
+        let text = tags::entries(services);
+        let changed = state.generated.as_ref() != Some(&text);
+        if changed {
+            log::info!("consul: catalog tags: {text}");
+            state.generated = Some(text);
+        }
+        self.metrics
+            .provider_updates
+            .with_label_values(&[PROVIDER, if changed { "changed" } else { "unchanged" }])
+            .inc();
+        self.publish(&mut state);
+        if changed {
+            if let Some(n) = &state.notifier {
+                n.provider_changed(PROVIDER);
+            }
+        }
+        true
+    }
+
+    /// Records a failed catalog query (the last good entries stay); false when retired.
+    pub(crate) fn catalog_failed(&self, epoch: u64, server: &str, e: &ClientError) -> bool {
+        let mut state = self.lock();
+        let current = state.epoch == epoch;
+        let Some(c) = state.catalog.as_mut().filter(|_| current) else {
+            return false;
+        };
+        let message = e.to_string();
+        if c.ok != Some(false) {
+            log::warn!(
+                "consul: catalog: {message}; the last good tagged services keep serving (server {server} failed, retrying)"
+            );
+        }
+        c.ok = Some(false);
+        c.error = Some(message.clone());
+        c.index = 0;
+        state.last_error = Some(message);
+        self.metrics
+            .provider_updates
+            .with_label_values(&[PROVIDER, "error"])
+            .inc();
+        self.publish(&mut state);
+        true
     }
 
     /// Records an answer; false when the watch is retired.
@@ -298,9 +367,10 @@ impl Shared {
 
     /// Sets the gauge and the `/config/status` entry; logs a change of the provider state.
     fn publish(&self, state: &mut State) {
-        let up = if state.services.values().any(|s| s.ok == Some(false)) {
+        let watches = || state.services.values().chain(state.catalog.as_ref());
+        let up = if watches().any(|s| s.ok == Some(false)) {
             Some(false)
-        } else if state.services.values().all(|s| s.ok == Some(true)) {
+        } else if watches().all(|s| s.ok == Some(true)) {
             Some(true)
         } else {
             None
@@ -323,11 +393,12 @@ impl Shared {
             .services
             .iter()
             .map(|(name, s)| {
-                let endpoints = state.endpoints.get(name).map(|e| {
-                    e.iter().map(ToString::to_string).collect::<Vec<_>>()
-                });
+                let endpoints = state
+                    .endpoints
+                    .get(name)
+                    .map(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>());
                 let value = json!({
-                    "state": match s.ok { None => "starting", Some(true) => "up", Some(false) => "down" },
+                    "state": watch_state(s.ok),
                     "endpoints": endpoints,
                     "index": s.index,
                     "server": s.server,
@@ -336,12 +407,57 @@ impl Shared {
                 (name.clone(), value)
             })
             .collect();
+        let catalog = state.catalog.as_ref().map(|c| {
+            json!({
+                "state": watch_state(c.ok),
+                "index": c.index,
+                "server": c.server,
+                "error": c.error,
+                "entries": state.generated.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+            })
+        });
         let value = json!({
-            "state": match up { None => "starting", Some(true) => "up", Some(false) => "down" },
+            "state": watch_state(up),
             "last_sync": state.last_sync,
             "last_error": state.last_error,
             "services": services,
+            "catalog": catalog,
         });
         self.metrics.set_provider_state(PROVIDER, Some(value));
+    }
+}
+
+/// A watch's state as `/config/status` shows it.
+fn watch_state(ok: Option<bool>) -> &'static str {
+    match ok {
+        None => "starting",
+        Some(true) => "up",
+        Some(false) => "down",
+    }
+}
+
+/// Starts the thread of one watch (`name` for the thread and the log).
+fn spawn_watch<Q: watch::Query + Send + 'static>(
+    ctx: &Arc<watch::Ctx>,
+    name: &str,
+    query: Q,
+) -> ServiceState {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (thread_ctx, thread_stop) = (ctx.clone(), stop.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("aralez-consul-{name}"))
+        .spawn(move || watch::run(&thread_ctx, &query, &thread_stop));
+    let error = spawned
+        .err()
+        .map(|e| format!("cannot start the watch thread: {e}"));
+    if let Some(e) = &error {
+        log::error!("consul: {name}: {e}");
+    }
+    ServiceState {
+        stop,
+        ok: error.as_ref().map(|_| false),
+        index: 0,
+        server: None,
+        error,
     }
 }

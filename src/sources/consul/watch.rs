@@ -1,4 +1,5 @@
-//! The blocking-query loop of one service: one thread per watched service.
+//! The blocking-query loop of one watch: one thread per watched service (health), plus one for
+//! the catalog in tag mode.
 //!
 //! - `index` follows `X-Consul-Index`; it is reset to 0 when it goes backwards (a server
 //!   restored from a snapshot, or another server) and after every error, so the next query
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use aralez_compiler::Backend;
 
-use super::client::Client;
+use super::client::{Answer, Catalog, Client, ClientError};
 use super::Shared;
 
 /// Least time between the starts of two queries that gave the same endpoints.
@@ -33,33 +34,106 @@ pub(super) struct Ctx {
     pub epoch: u64,
 }
 
-/// Runs the loop of `service` until `stop` is set or its epoch is retired.
-pub(super) fn run(ctx: &Ctx, service: &str, stop: &AtomicBool) {
+/// What one watch asks Consul and where it reports the answers.
+pub(super) trait Query {
+    /// The part of an answer compared between two answers (same: the loop slows down).
+    type Out: PartialEq + Clone;
+    /// One (blocking when `index` > 0) query: `X-Consul-Index` and the answer.
+    fn ask(
+        &self,
+        client: &Client,
+        server: &str,
+        index: u64,
+    ) -> Result<(u64, Self::Out), ClientError>;
+    /// Records an answer; false when the watch is retired.
+    fn synced(&self, ctx: &Ctx, server: &str, index: u64, out: Self::Out) -> bool;
+    /// Records a failed query; false when the watch is retired.
+    fn failed(&self, ctx: &Ctx, server: &str, e: &ClientError) -> bool;
+}
+
+/// The passing instances of one service (`/v1/health/service/<name>`).
+pub(super) struct Health(pub String);
+
+impl Query for Health {
+    type Out = (Vec<Backend>, usize);
+
+    fn ask(
+        &self,
+        client: &Client,
+        server: &str,
+        index: u64,
+    ) -> Result<(u64, Self::Out), ClientError> {
+        let a = client.query(server, &self.0, index)?;
+        Ok((a.index, (a.endpoints, a.skipped)))
+    }
+
+    fn synced(&self, ctx: &Ctx, server: &str, index: u64, out: Self::Out) -> bool {
+        let (endpoints, skipped) = out;
+        let answer = Answer {
+            index,
+            endpoints,
+            skipped,
+        };
+        ctx.shared.synced(ctx.epoch, &self.0, server, answer)
+    }
+
+    fn failed(&self, ctx: &Ctx, server: &str, e: &ClientError) -> bool {
+        ctx.shared.failed(ctx.epoch, &self.0, server, e)
+    }
+}
+
+/// The catalog's services and tags (`/v1/catalog/services`), in tag mode.
+pub(super) struct CatalogTags;
+
+impl Query for CatalogTags {
+    type Out = std::collections::BTreeMap<String, Vec<String>>;
+
+    fn ask(
+        &self,
+        client: &Client,
+        server: &str,
+        index: u64,
+    ) -> Result<(u64, Self::Out), ClientError> {
+        let Catalog { index, services } = client.catalog(server, index)?;
+        Ok((index, services))
+    }
+
+    fn synced(&self, ctx: &Ctx, server: &str, index: u64, out: Self::Out) -> bool {
+        ctx.shared.catalog_synced(ctx.epoch, server, index, &out)
+    }
+
+    fn failed(&self, ctx: &Ctx, server: &str, e: &ClientError) -> bool {
+        ctx.shared.catalog_failed(ctx.epoch, server, e)
+    }
+}
+
+/// Runs the loop of `query` until `stop` is set or its epoch is retired.
+pub(super) fn run<Q: Query>(ctx: &Ctx, query: &Q, stop: &AtomicBool) {
     let servers = ctx.servers.len().max(1);
     let mut current = 0usize;
     let mut index = 0u64;
     let mut failures = 0u32;
-    let mut last: Option<Vec<Backend>> = None;
+    let mut last: Option<Q::Out> = None;
     while !stop.load(Ordering::SeqCst) {
         let Some(server) = ctx.servers.get(current) else {
             return;
         };
         let started = Instant::now();
-        let result = ctx.client.query(server, service, index);
+        let result = query.ask(&ctx.client, server, index);
         if stop.load(Ordering::SeqCst) {
             return;
         }
         match result {
-            Ok(answer) => {
+            Ok((answer_index, out)) => {
                 failures = 0;
-                index = if answer.index < index {
+                index = if answer_index < index {
                     0
                 } else {
-                    answer.index
+                    answer_index
                 };
-                let same = last.as_ref() == Some(&answer.endpoints);
-                last = Some(answer.endpoints.clone());
-                if !ctx.shared.synced(ctx.epoch, service, server, answer) {
+                let same = last.as_ref() == Some(&out);
+                last = Some(out.clone());
+                if !query.synced(ctx, server, answer_index, out) {
                     return;
                 }
                 if same {
@@ -69,7 +143,7 @@ pub(super) fn run(ctx: &Ctx, service: &str, stop: &AtomicBool) {
             Err(e) => {
                 failures = failures.saturating_add(1);
                 index = 0;
-                if !ctx.shared.failed(ctx.epoch, service, server, &e) {
+                if !query.failed(ctx, server, &e) {
                     return;
                 }
                 current = (current + 1) % servers;
