@@ -131,11 +131,8 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
             return Exit::Usage;
         }
     };
-    let acme = match crate::acme::settings(&main, cert_dir.as_deref()) {
-        Ok(settings) => settings.map(|s| {
-            let shared = crate::acme::AcmeShared::new(&s);
-            (s, shared)
-        }),
+    let acme = match crate::acme::Acme::from_main(&main, cert_dir.as_deref()) {
+        Ok(acme) => acme,
         Err(e) => {
             log::error!("{e}");
             return Exit::Usage;
@@ -266,12 +263,12 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
             body_timeout: Duration::from_secs(cfg.client_body_timeout),
         },
     };
-    let mut proxy_app =
-        Proxy::new(store.clone(), proxy_settings, metrics.clone()).with_detector(detector.clone());
-    if let Some((_, shared)) = &acme {
-        proxy_app = proxy_app.with_acme(shared.challenges.clone());
-    }
-    let mut http = pingora::proxy::http_proxy(&conf, proxy_app);
+    let mut http = pingora::proxy::http_proxy(
+        &conf,
+        Proxy::new(store.clone(), proxy_settings, metrics.clone())
+            .with_detector(detector.clone())
+            .with_acme(acme.as_ref().map(crate::acme::Acme::challenges)),
+    );
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2c = true;
     // CONNECT reaches `request_filter`, which refuses it with our own 405 (pingora's names itself)
@@ -295,7 +292,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     proxy.add_listener(crate::edge::listener(&cfg.proxy_address_http.to_string()));
     if let Some(addr) = cfg.proxy_address_tls {
         let certs: Arc<dyn crate::tls::listener::CertSource> = store.clone();
-        let placeholders = acme.as_ref().map(|(_, s)| s.placeholders.clone());
+        let placeholders = acme.as_ref().map(crate::acme::Acme::placeholders);
         if let Err(e) = crate::tls::wiring::proxy_tls(
             &mut proxy,
             addr,
@@ -396,12 +393,9 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         store.clone(),
         base,
     )));
-    if let Some((settings, shared)) = acme {
-        if let Err(e) = crate::acme::spawn(settings, store.clone(), metrics.clone(), &shared, ready)
-        {
-            log::error!("{e}");
-            return Exit::Usage;
-        }
+    if let Some(Err(e)) = acme.map(|a| a.spawn(store.clone(), metrics.clone(), ready)) {
+        log::error!("{e}");
+        return Exit::Usage;
     }
     if let Err(e) = crate::sources::reload::spawn(store, sources) {
         log::error!("cannot start the reload thread: {e}");

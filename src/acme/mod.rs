@@ -66,66 +66,92 @@ impl std::error::Error for AcmeStartError {}
 
 /// What request handling shares with the ACME thread.
 #[derive(Debug, Default)]
-pub struct AcmeShared {
+struct AcmeShared {
     /// HTTP-01 answers, read by the plain listener.
-    pub challenges: Arc<Challenges>,
+    challenges: Arc<Challenges>,
     /// Placeholder certificates, read by the TLS resolver.
-    pub placeholders: Arc<Placeholders>,
+    placeholders: Arc<Placeholders>,
 }
 
-impl AcmeShared {
-    /// The shared state for `settings` (answers also shared through its storage folder).
-    pub fn new(settings: &AcmeSettings) -> Self {
-        Self {
-            challenges: Arc::new(Challenges::shared(settings.storage.clone())),
-            placeholders: Arc::default(),
-        }
-    }
-}
-
-/// Starts the ACME thread for what `store` serves. Every generation swap wakes it (the plan's
-/// names may have changed, a certificate may have arrived) and withdraws the placeholders of
-/// names the new generation has a certificate for.
-pub fn spawn(
+/// ACME as configured, before its thread starts: the settings and the state that request
+/// handling shares with the thread.
+#[derive(Debug)]
+pub struct Acme {
     settings: AcmeSettings,
-    store: Arc<GenerationStore>,
-    metrics: Arc<Metrics>,
-    shared: &AcmeShared,
-    listening: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<(), AcmeStartError> {
-    create_private_dir(&settings.storage)
-        .map_err(|e| AcmeStartError::Storage(settings.storage.clone(), e))?;
-    let (tx, rx) = manager::wake_channel();
-    let tx = Mutex::new(tx);
-    let placeholders = shared.placeholders.clone();
-    store.on_swap(Box::new(move |generation| {
-        placeholders.retain(|name| !manager::covered(generation, name));
-        if let Ok(tx) = tx.lock() {
-            let _ = tx.send(());
-        }
-    }));
-    let m = manager::Manager::new(
-        settings,
-        store,
-        metrics,
-        shared.challenges.clone(),
-        shared.placeholders.clone(),
-    );
-    std::thread::Builder::new()
-        .name("aralez-acme".into())
-        .spawn(move || {
-            // the CA validates through our listeners: order nothing before they serve (bounded:
-            // ACME starts anyway after a minute, and fails and retries if they still do not)
-            for _ in 0..600 {
-                if listening.load(std::sync::atomic::Ordering::Acquire) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
+    shared: AcmeShared,
+}
+
+impl Acme {
+    /// ACME for `main` (`None` without an `acme:` section); see [`settings`].
+    pub fn from_main(
+        main: &crate::config::LoadedMain,
+        cert_dir: Option<&std::path::Path>,
+    ) -> Result<Option<Self>, String> {
+        Ok(settings(main, cert_dir)?.map(|settings| {
+            let shared = AcmeShared {
+                // answers are also shared through the storage folder (fleets)
+                challenges: Arc::new(Challenges::shared(settings.storage.clone())),
+                placeholders: Arc::default(),
+            };
+            Self { settings, shared }
+        }))
+    }
+
+    /// The HTTP-01 answers, for the plain listener.
+    pub fn challenges(&self) -> Arc<Challenges> {
+        self.shared.challenges.clone()
+    }
+
+    /// The placeholder certificates, for the TLS resolver.
+    pub fn placeholders(&self) -> Arc<Placeholders> {
+        self.shared.placeholders.clone()
+    }
+
+    /// Starts the ACME thread for what `store` serves, once `listening` is set (the CA validates
+    /// through our listeners). Every generation swap wakes it (the plan's names may have
+    /// changed, a certificate may have arrived) and withdraws the placeholders of names the new
+    /// generation has a certificate for.
+    pub fn spawn(
+        self,
+        store: Arc<GenerationStore>,
+        metrics: Arc<Metrics>,
+        listening: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<(), AcmeStartError> {
+        let Self { settings, shared } = self;
+        create_private_dir(&settings.storage)
+            .map_err(|e| AcmeStartError::Storage(settings.storage.clone(), e))?;
+        let (tx, rx) = manager::wake_channel();
+        let tx = Mutex::new(tx);
+        let placeholders = shared.placeholders.clone();
+        store.on_swap(Box::new(move |generation| {
+            placeholders.retain(|name| !manager::covered(generation, name));
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(());
             }
-            m.run(rx)
-        })
-        .map_err(AcmeStartError::Thread)?;
-    Ok(())
+        }));
+        let m = manager::Manager::new(
+            settings,
+            store,
+            metrics,
+            shared.challenges,
+            shared.placeholders,
+        );
+        std::thread::Builder::new()
+            .name("aralez-acme".into())
+            .spawn(move || {
+                // order nothing before the listeners serve (bounded: ACME starts anyway after a
+                // minute, and fails and retries if they still do not)
+                for _ in 0..600 {
+                    if listening.load(std::sync::atomic::Ordering::Acquire) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                m.run(rx)
+            })
+            .map_err(AcmeStartError::Thread)?;
+        Ok(())
+    }
 }
 
 /// Creates `dir` (mode 0700) when it does not exist.

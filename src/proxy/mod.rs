@@ -103,9 +103,9 @@ impl Proxy {
         }
     }
 
-    /// Answers ACME HTTP-01 challenges from `challenges` on the plain listener.
-    pub fn with_acme(mut self, challenges: Arc<crate::acme::Challenges>) -> Self {
-        self.acme = Some(challenges);
+    /// Answers ACME HTTP-01 challenges from `challenges` (when given) on the plain listener.
+    pub fn with_acme(mut self, challenges: Option<Arc<crate::acme::Challenges>>) -> Self {
+        self.acme = challenges;
         self
     }
 
