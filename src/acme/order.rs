@@ -85,12 +85,7 @@ pub fn issue(
     let finalize = str_field(&order, "finalize")?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| AcmeError::Local(format!("cannot make a key: {e}")))?;
-    let params = rcgen::CertificateParams::new(vec![name.to_string()])
-        .map_err(|e| AcmeError::Local(format!("cannot make a CSR for {name}: {e}")))?;
-    let csr = params
-        .serialize_request(&key)
-        .map_err(|e| AcmeError::Local(format!("cannot make a CSR for {name}: {e}")))?;
-    let csr = crate::auth::base64::encode_url_nopad(csr.der());
+    let csr = crate::auth::base64::encode_url_nopad(&csr_der(name, &key)?);
     let mut order = client
         .post(&finalize, Some(&json!({ "csr": csr })))?
         .json()?;
@@ -125,6 +120,19 @@ pub fn issue(
         chain_pem,
         key_pem: key.serialize_pem(),
     })
+}
+
+/// The DER CSR for `name` signed by `key`: the name as its only SAN, and an empty subject (a CA
+/// such as Let's Encrypt refuses a CN that is not among the SANs, and rcgen's default subject
+/// has one).
+fn csr_der(name: &str, key: &rcgen::KeyPair) -> Result<Vec<u8>, AcmeError> {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()])
+        .map_err(|e| AcmeError::Local(format!("cannot make a CSR for {name}: {e}")))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params
+        .serialize_request(key)
+        .map_err(|e| AcmeError::Local(format!("cannot make a CSR for {name}: {e}")))?;
+    Ok(csr.der().to_vec())
 }
 
 /// Brings one authorization to `valid`: nothing to do when it already is, else its HTTP-01
@@ -209,4 +217,36 @@ fn str_field(v: &Value, name: &str) -> Result<String, AcmeError> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| AcmeError::Protocol(format!("no `{name}` in the answer")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer;
+
+    #[test]
+    fn csr_names_the_host_only_as_its_san() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let der = csr_der("app.example.com", &key).unwrap();
+        let (_, csr) = X509CertificationRequest::from_der(&der).unwrap();
+        let info = &csr.certification_request_info;
+        assert_eq!(info.subject.iter_common_name().count(), 0, "no CN");
+        let sans: Vec<String> = csr
+            .requested_extensions()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| match e {
+                ParsedExtension::SubjectAlternativeName(san) => Some(san),
+                _ => None,
+            })
+            .flat_map(|san| san.general_names.iter())
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sans, ["app.example.com"]);
+    }
 }
