@@ -197,10 +197,9 @@ impl Manager {
         let issued = match order::issue(client, name, &self.challenges) {
             Ok(i) => i,
             Err(e) => {
-                if matches!(e, AcmeError::Transport(_)) {
-                    // the directory may have moved or the CA restarted: start afresh next time
-                    self.client = None;
-                }
+                // the CA may have restarted, forgotten the account or moved its directory: the
+                // retry (after the backoff) starts from the directory and the account again
+                self.client = None;
                 return Err(e);
             }
         };

@@ -343,6 +343,24 @@ fn ca_down_keeps_old_certificate_and_placeholder_then_renews_under_load() {
     });
     assert!(issued.is_some(), "{}", p.log_text());
     assert_eq!(counter(&p, NEW, "issued"), 1);
+
+    // the CA restarts and forgets the account: the next order fails once, then starts from the
+    // directory and registers again
+    pebble.stop();
+    pebble.run();
+    const LATE: &str = "late.example.com";
+    p.write_upstreams(&upstreams(&backend, &[APP, NEW, LATE]));
+    let issued = p.wait_for(Duration::from_secs(40), || counter(&p, LATE, "issued") == 1);
+    assert!(issued.is_some(), "{}", p.log_text());
+    assert!(
+        counter(&p, LATE, "failed") >= 1,
+        "the stale account was used first"
+    );
+    let root = pebble.issuing_root();
+    let served = p.wait_for(Duration::from_secs(5), || {
+        strict_get(tls_addr(tls), LATE, &root).is_ok()
+    });
+    assert!(served.is_some(), "{}", p.log_text());
 }
 
 #[test]
