@@ -138,11 +138,13 @@ pub struct Placeholders {
 impl Placeholders {
     /// The placeholder of `sni`, if it has one.
     pub fn get(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        let sni = sni?.trim_end_matches('.').to_ascii_lowercase();
-        self.by_name
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&sni)
+        let by_name = self.by_name.read().unwrap_or_else(|p| p.into_inner());
+        // the usual case on every handshake: no name is waiting, nothing to allocate
+        if by_name.is_empty() {
+            return None;
+        }
+        by_name
+            .get(&sni?.trim_end_matches('.').to_ascii_lowercase())
             .cloned()
     }
 
