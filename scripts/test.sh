@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # every system package of every step, up front: the static build runs in the background and two
 # apt-get runs at once would fight over dpkg's lock
-bash scripts/deps.sh cmake build-essential pkg-config curl openssl file libssl-dev \
+bash scripts/deps.sh cmake build-essential pkg-config curl openssl file libssl-dev pebble \
   rustc-web cargo-web rust-web-src buildah ca-certificates iproute2 util-linux procps
 # clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py); zig for the
 # static build

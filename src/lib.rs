@@ -4,6 +4,7 @@
 //! API and the static file server. The config language lives in the `aralez-compiler` crate.
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod admin;
 pub mod admin_api;
 pub mod auth;

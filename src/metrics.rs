@@ -55,6 +55,8 @@ pub struct Metrics {
     pub provider_updates: IntCounterVec,
     /// `aralez_provider_last_sync_timestamp_seconds{provider}`: Unix time of the last answer.
     pub provider_last_sync: IntGaugeVec,
+    /// `aralez_acme_certificate_renewals_total{name,result}` (result: issued, renewed, failed).
+    pub acme_renewals: IntCounterVec,
     /// Per watched source, the last watch error (`None`: armed), for `/config/status`.
     watch_state: Mutex<BTreeMap<String, Option<String>>>,
     /// Per provider, its state as `/config/status` shows it.
@@ -210,6 +212,11 @@ impl Metrics {
                 "aralez_provider_last_sync_timestamp_seconds",
                 "Unix time of the last successful answer of a discovery provider.",
                 &["provider"],
+            )?,
+            acme_renewals: counter(
+                "aralez_acme_certificate_renewals_total",
+                "Certificates ordered over ACME, by name and result (issued, renewed, failed).",
+                &["name", "result"],
             )?,
             watch_state: Mutex::new(BTreeMap::new()),
             provider_state: Mutex::new(BTreeMap::new()),

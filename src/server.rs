@@ -131,6 +131,13 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
             return Exit::Usage;
         }
     };
+    let acme = match crate::acme::Acme::from_main(&main, cert_dir.as_deref()) {
+        Ok(acme) => acme,
+        Err(e) => {
+            log::error!("{e}");
+            return Exit::Usage;
+        }
+    };
     let certs = match &cert_dir {
         None => None,
         Some(dir) => match crate::tls::certset::CertInput::read(dir, crate::tls::certs::now_unix())
@@ -162,6 +169,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     };
     log::info!("generation {} active", store.load().hash());
+    crate::acme::warn_if_unmanaged(acme.is_some(), &store.load());
     let privileges = match crate::privilege::target(cfg.user.as_deref(), cfg.group.as_deref()) {
         Ok(t) => t,
         Err(e) => {
@@ -257,7 +265,9 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     };
     let mut http = pingora::proxy::http_proxy(
         &conf,
-        Proxy::new(store.clone(), proxy_settings, metrics.clone()).with_detector(detector.clone()),
+        Proxy::new(store.clone(), proxy_settings, metrics.clone())
+            .with_detector(detector.clone())
+            .with_acme(acme.as_ref().map(crate::acme::Acme::challenges)),
     );
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2c = true;
@@ -282,8 +292,14 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     proxy.add_listener(crate::edge::listener(&cfg.proxy_address_http.to_string()));
     if let Some(addr) = cfg.proxy_address_tls {
         let certs: Arc<dyn crate::tls::listener::CertSource> = store.clone();
-        if let Err(e) = crate::tls::wiring::proxy_tls(&mut proxy, addr, cfg.proxy_tls_grade, certs)
-        {
+        let placeholders = acme.as_ref().map(crate::acme::Acme::placeholders);
+        if let Err(e) = crate::tls::wiring::proxy_tls(
+            &mut proxy,
+            addr,
+            cfg.proxy_tls_grade,
+            certs,
+            placeholders,
+        ) {
             log::error!("{e}");
             return Exit::Usage;
         }
@@ -337,7 +353,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     let readiness = server.add_service(background_service(
         "readiness",
         Readiness {
-            ready,
+            ready: ready.clone(),
             store: store.clone(),
         },
     ));
@@ -382,6 +398,10 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         store.clone(),
         base,
     )));
+    if let Some(Err(e)) = acme.map(|a| a.spawn(store.clone(), metrics.clone(), ready)) {
+        log::error!("{e}");
+        return Exit::Usage;
+    }
     if let Err(e) = crate::sources::reload::spawn(store, sources) {
         log::error!("cannot start the reload thread: {e}");
         return Exit::Usage;

@@ -64,6 +64,11 @@ pub(crate) fn hash(plan: &Plan) -> String {
             h.claims(c);
         }
     }
+    // only when present, so that the hashes of plans without ACME names stay what they were
+    if !plan.acme_hosts.is_empty() {
+        h.str("acme_hosts");
+        h.list(plan.acme_hosts.iter().map(String::as_str));
+    }
     h.num(plan.routes.len() as u64);
     for r in &plan.routes {
         h.str(&r.id);
@@ -199,6 +204,14 @@ fn secret(s: Option<&str>, redact: bool) -> Value {
 }
 
 fn value(plan: &Plan, redact: bool) -> Value {
+    let mut v = value_without_acme(plan, redact);
+    if !plan.acme_hosts.is_empty() {
+        v["acme_hosts"] = json!(plan.acme_hosts);
+    }
+    v
+}
+
+fn value_without_acme(plan: &Plan, redact: bool) -> Value {
     let routes: Vec<Value> = plan.routes.iter().map(|r| route(r, redact)).collect();
     let ids = |t: &PathTable| -> Value {
         let mut m = Map::new();

@@ -64,6 +64,7 @@ codes! {
     DUPLICATE_ROUTE = "E0121", "A provider service maps to a host and path already defined.", "Give the service another `path` or remove the file route.";
     JWT_ONLY_KEY = "E0122", "`issuer`, `audience` or `leeway_seconds` in an `authorization` whose `type` is not `jwt` (only JWTs carry claims).", "Remove the key, or use `type: jwt`.";
     JWT_CLAIM_EMPTY = "E0123", "A jwt `issuer` or `audience` that is empty (an empty string, or an empty `audience` list): no token could match it.", "Write the expected `iss`/`aud` value, or remove the key to leave that claim unchecked.";
+    ACME_NAME_UNSUPPORTED = "E0124", "`acme: true` on a wildcard host (`*.example.com`) or on `DEFAULT`: such certificates need the DNS-01 challenge, which this build does not implement.", "Mark exact host names only; serve wildcard certificates from `proxy_certificates` yourself.";
     BAD_LISTEN = "E0200", "A listener address that is not `IP:port` (names are never resolved).", "Write `0.0.0.0:6193`, `127.0.0.1:3000` or `[::]:6193`.";
     FILE_SERVER_PAIR = "E0201", "Only one of `file_server_folder` and `file_server_address` is set.", "Set both (to enable the file server) or neither.";
     BAD_ENUM = "E0202", "A value that is not one of the allowed words.", "Use one of the values listed in the message.";
@@ -72,6 +73,8 @@ codes! {
     ADMIN_TLS_INCOMPLETE = "E0205", "The admin TLS listener needs `config_tls_address`, `config_tls_certificate` and `config_tls_key_file` together.", "Set all three, or none.";
     MASTER_KEY_TWICE = "E0206", "Both `master_key` and `master_key_file` are set.", "Keep one of them (prefer `master_key_file`).";
     EMPTY_VALUE = "E0207", "An empty string where a name or path is required.", "Write a value or remove the key.";
+    ACME_WITHOUT_TLS = "E0208", "`acme` without a TLS listener (`proxy_address_tls` and `proxy_certificates`): the certificates would be served by nobody.", "Add `proxy_address_tls` and `proxy_certificates` (the folder where issued certificates are written).";
+    ACME_BAD_VALUE = "E0209", "An `acme` setting with a malformed value: `directory` not an `https` URL, `email` not an address.", "Write the directory URL of the CA (https) and a contact address `name@domain`.";
     REFERENCED_FILE_MISSING = "E0801", "A file that main.yaml names does not exist (reported by `aralez check --main` without `--syntax-only`, not by the pure compiler).", "Create the file or fix the path; relative paths are resolved against main.yaml's folder.";
     REFERENCED_FOLDER_MISSING = "E0802", "A folder that main.yaml names (or the folder of a file it will write) does not exist (reported by `aralez check --main`).", "Create the folder or fix the path; relative paths are resolved against main.yaml's folder.";
     AUTH_SECRET_UNAVAILABLE = "E0803", "A route's authentication secret cannot be loaded: its `creds_file` is unreadable, empty or malformed, or a `jwt` route without `creds` while no master key is configured (reported by the runtime when it loads a plan, not by the pure compiler).", "Fix the file (basic: one `user:password` line), or set `master_key`/`master_key_file` in main.yaml, or give the route its own `creds`.";

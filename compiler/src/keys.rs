@@ -12,6 +12,9 @@ use crate::upstreams::policy::{self, Scope};
 /// Every key of main.yaml.
 pub use crate::mainconf::parse::KEYS as MAIN;
 
+/// Every key of the `acme:` section of main.yaml.
+pub use crate::mainconf::acme::ACME_KEYS as ACME;
+
 /// Every key of an `authorization` block (global, per path, per provider service).
 pub use crate::upstreams::auth::AUTH_KEYS as AUTHORIZATION;
 

@@ -34,6 +34,9 @@ pub struct Plan {
     /// otherwise): the `iss`/`aud` that the admin API's `POST /jwt` writes into the tokens it
     /// issues. Per-path settings never reach issued tokens.
     pub(crate) global_jwt: Option<JwtClaims>,
+    /// Exact host names whose certificates are obtained over ACME (`acme: true` on the host, or
+    /// `acme_hosts: all`), sorted.
+    pub(crate) acme_hosts: Vec<String>,
 }
 
 /// Consul discovery settings.
@@ -190,6 +193,11 @@ impl Plan {
     /// The claim settings of the global `authorization` when it is `type: jwt`.
     pub fn global_jwt(&self) -> Option<&JwtClaims> {
         self.global_jwt.as_ref()
+    }
+
+    /// Exact host names whose certificates are obtained over ACME, sorted.
+    pub fn acme_hosts(&self) -> &[String] {
+        &self.acme_hosts
     }
 
     /// Routes a request: `host` is the raw `Host`/`:authority` value, `path` the raw request path

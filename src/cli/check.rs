@@ -204,6 +204,10 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
         ("config_tls_certificate", &cfg.config_tls_certificate),
         ("config_tls_key_file", &cfg.config_tls_key_file),
         ("master_key_file", &cfg.master_key_file),
+        (
+            "acme.ca_file",
+            &cfg.acme.as_ref().and_then(|a| a.ca_file.clone()),
+        ),
     ] {
         if let Some(loc) = loc {
             file(key, loc);

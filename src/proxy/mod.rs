@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::tls::upstream::{Detector, Protocol};
 use aralez_compiler::Cidr;
 
+mod acme_challenge;
 mod decide;
 mod forward;
 mod observe;
@@ -78,6 +79,8 @@ pub struct Proxy {
     detector: Option<Arc<Detector>>,
     /// `settings.via_token` as a ready header value (most requests carry no `Via` to chain).
     via_value: http::HeaderValue,
+    /// ACME's HTTP-01 answers (with `acme:` configured).
+    acme: Option<Arc<crate::acme::Challenges>>,
 }
 
 impl Proxy {
@@ -96,7 +99,14 @@ impl Proxy {
             limits: Limits::new(),
             detector: None,
             via_value,
+            acme: None,
         }
+    }
+
+    /// Answers ACME HTTP-01 challenges from `challenges` (when given) on the plain listener.
+    pub fn with_acme(mut self, challenges: Option<Arc<crate::acme::Challenges>>) -> Self {
+        self.acme = challenges;
+        self
     }
 
     /// Connects to each backend in its detected protocol (TLS, h2); without it every backend is
@@ -145,6 +155,10 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // before routing, auth, limits and `to_https`: the CA asks over plain HTTP
+        if acme_challenge::answered(self.acme.as_deref(), session).await? {
+            return Ok(true);
+        }
         let generation = self.store.load();
         let keepalive = wants_keepalive(session.req_header());
         session.set_keepalive(keepalive.then_some(self.settings.downstream_idle_timeout));

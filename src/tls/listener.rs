@@ -37,16 +37,33 @@ impl CertSource for FixedCerts {
     }
 }
 
-/// The certificates one listener serves, selected by SNI from its [`CertSource`].
+/// The certificates one listener serves, selected by SNI from its [`CertSource`], with ACME's
+/// self-signed placeholders first (names waiting for their first certificate; rustls build).
 #[derive(Debug)]
 pub struct CertResolver {
     source: Arc<dyn CertSource>,
+    #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+    placeholders: Option<Arc<crate::acme::Placeholders>>,
 }
 
 impl CertResolver {
     /// A resolver reading `source` on every handshake.
     pub fn new(source: Arc<dyn CertSource>) -> Arc<Self> {
-        Arc::new(Self { source })
+        Arc::new(Self {
+            source,
+            placeholders: None,
+        })
+    }
+
+    /// A resolver that serves ACME's `placeholders` before reading `source`.
+    pub fn with_placeholders(
+        source: Arc<dyn CertSource>,
+        placeholders: Arc<crate::acme::Placeholders>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            source,
+            placeholders: Some(placeholders),
+        })
     }
 }
 
@@ -65,6 +82,13 @@ mod backend {
 
     impl ResolvesServerCert for CertResolver {
         fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            if let Some(placeholder) = self
+                .placeholders
+                .as_ref()
+                .and_then(|p| p.get(hello.server_name()))
+            {
+                return Some(placeholder);
+            }
             let set = self.source.current()?;
             set.pick(hello.server_name()).map(|(_, k)| k.clone())
         }

@@ -42,7 +42,8 @@ pub fn check_main(main: &LoadedMain, file: &str) -> Vec<Diagnostic> {
                             ),
                         ));
                     }
-                    if load.pairs.is_empty() {
+                    // with `acme:` an empty folder is normal: placeholders serve until issuance
+                    if load.pairs.is_empty() && cfg.acme.is_none() {
                         out.push(diag(
                             file,
                             "proxy_certificates",

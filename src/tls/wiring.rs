@@ -58,14 +58,19 @@ pub fn cert_folder(main: &LoadedMain) -> Result<Option<PathBuf>, TlsSetupError> 
 }
 
 /// The proxy's TLS listener on `addr` (h2 + http/1.1 by ALPN), serving the certificates of
-/// `certs` (the serving generation's).
+/// `certs` (the serving generation's), and ACME's `placeholders` when given.
 pub fn proxy_tls<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     service: &mut Service<A>,
     addr: SocketAddr,
     grade: aralez_compiler::TlsGrade,
     certs: Arc<dyn CertSource>,
+    placeholders: Option<Arc<crate::acme::Placeholders>>,
 ) -> Result<(), TlsSetupError> {
-    match tls_settings(CertResolver::new(certs), grade, true) {
+    let resolver = match placeholders {
+        Some(p) => CertResolver::with_placeholders(certs, p),
+        None => CertResolver::new(certs),
+    };
+    match tls_settings(resolver, grade, true) {
         Ok(settings) => {
             service.add_listener(crate::edge::listener(&addr.to_string()).tls(settings));
             Ok(())

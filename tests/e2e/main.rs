@@ -10,6 +10,7 @@ mod recording;
 #[path = "../tls_common/mod.rs"]
 mod tls_common;
 
+mod acme;
 mod admin;
 mod auth;
 mod cli;
@@ -23,6 +24,7 @@ mod k8s_double;
 mod kubernetes;
 mod kubernetes_config;
 mod kubernetes_ingress;
+mod pebble;
 mod privilege;
 mod process;
 mod protocols;

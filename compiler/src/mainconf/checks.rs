@@ -78,6 +78,16 @@ pub(super) fn cross_checks(
             );
         }
     }
+    if let Some(at) = seen.acme {
+        if seen.proxy_tls.is_none() {
+            sink.report(
+                codes::ACME_WITHOUT_TLS,
+                at,
+                "acme",
+                "`acme` needs `proxy_address_tls` and `proxy_certificates`: the certificates it obtains are served by the TLS listener and stored in its folder",
+            );
+        }
+    }
     if let (Some(_), Some(at)) = (seen.master_key, seen.master_key_file) {
         sink.report(
             codes::MASTER_KEY_TWICE,

@@ -119,6 +119,20 @@ fn fields(c: &MainConfig) -> Vec<(&'static str, String)> {
             c.max_connections_per_ip.to_string(),
         ),
         ("escaped_slashes", c.escaped_slashes.as_str().to_string()),
+        (
+            "acme",
+            c.acme.as_ref().map_or_else(
+                || "-".to_string(),
+                |a| {
+                    format!(
+                        "directory={} challenge={} renew_before_days={}",
+                        a.directory,
+                        a.challenge.as_str(),
+                        a.renew_before_days
+                    )
+                },
+            ),
+        ),
     ]
 }
 

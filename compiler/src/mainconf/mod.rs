@@ -1,5 +1,6 @@
 //! main.yaml: the process settings (listeners, threads, admin API, TLS, health checks, logs).
 
+pub(crate) mod acme;
 mod checks;
 mod cidr;
 mod diff;
@@ -7,6 +8,7 @@ pub(crate) mod parse;
 
 use std::net::SocketAddr;
 
+pub use acme::{AcmeChallenge, AcmeConfig, DEFAULT_RENEW_BEFORE_DAYS, LETS_ENCRYPT_DIRECTORY};
 pub use cidr::Cidr;
 pub use diff::{diff_main, MainChange};
 pub use parse::compile_main;
@@ -162,6 +164,8 @@ pub struct MainConfig {
     pub max_connections_per_ip: usize,
     /// `%2F` / `%5C` in request paths (default reject).
     pub escaped_slashes: EscapedSlashes,
+    /// `acme`: certificates obtained and renewed over ACME (`None`: not configured).
+    pub acme: Option<AcmeConfig>,
 }
 
 /// `escaped_slashes`: what to do with an encoded `/` or `\\` in a request path.

@@ -19,6 +19,7 @@ use crate::ypath;
 /// [`crate::keys::MAIN`] exposes this table to tools.
 pub const KEYS: &[&str] = &[
     "access_log",
+    "acme",
     "admin_public_readonly",
     "client_body_buffer_size",
     "client_body_timeout",
@@ -81,6 +82,7 @@ pub(super) struct Seen {
     pub(super) file_server: Vec<((u32, u32), &'static str)>,
     pub(super) master_key: Option<(u32, u32)>,
     pub(super) master_key_file: Option<(u32, u32)>,
+    pub(super) acme: Option<(u32, u32)>,
 }
 
 fn default_config() -> MainConfig {
@@ -135,6 +137,7 @@ fn default_config() -> MainConfig {
         max_connections: 10_000,
         max_connections_per_ip: 0,
         escaped_slashes: EscapedSlashes::Reject,
+        acme: None,
     }
 }
 
@@ -343,6 +346,10 @@ fn walk_root(sink: &mut Sink<'_>, root: &Node, unsupported: &[&str]) -> Option<M
                 &mut c.max_connections_per_ip,
                 uint(s, v, &path, 0, 10_000_000, e.key),
             ),
+            "acme" => {
+                seen.acme = Some(pos(e.key_node));
+                c.acme = super::acme::section(s, v, &path);
+            }
             "escaped_slashes" => {
                 let w = word(s, v, &path, &["reject", "keep"]).map(|w| match w {
                     "keep" => EscapedSlashes::Keep,

@@ -70,9 +70,10 @@ pub(crate) fn plan(
     sink: &mut Sink<'_>,
     ctx: &Context<'_>,
     globals: &Globals,
-    hosts: &BTreeMap<String, RawHost>,
+    raw_hosts: &BTreeMap<String, RawHost>,
     generated: &mut [(Sink<'_>, Vec<Service>)],
 ) -> Option<Plan> {
+    let hosts = raw_hosts;
     let provider = globals.provider.map(|(p, _)| p);
     if !globals.provider_written {
         sink.report(
@@ -157,9 +158,17 @@ pub(crate) fn plan(
     let provider = provider?;
     let mut routes: Vec<Route> = routes.into_iter().map(|(r, _, _)| r).collect();
     routes.sort_by(|a, b| a.id.cmp(&b.id));
+    let acme_hosts = raw_hosts
+        .values()
+        .filter_map(|h| match &h.key {
+            HostKey::Exact(name) if h.acme || globals.acme_all => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
     let hosts = host_table(&routes);
     let mut plan = Plan {
         hash: String::new(),
+        acme_hosts,
         provider,
         hosts,
         routes: routes.into_iter().map(std::sync::Arc::new).collect(),

@@ -46,13 +46,19 @@ const COMMON: &[&str] = &[
 pub(crate) const PATH_ONLY: &[&str] = &["healthcheck", "redirect_to", "servers"];
 
 /// Policy keys valid on a virtual host (next to `paths`).
-const HOST_ONLY: &[&str] = &["rate_limit"];
+const HOST_ONLY: &[&str] = &["acme", "rate_limit"];
 
 /// All keys valid in a scope (for did-you-mean).
 pub(crate) fn keys(scope: Scope) -> Vec<&'static str> {
     let mut k: Vec<&str> = COMMON.to_vec();
     match scope {
-        Scope::Global => k.extend(["provider", "consul", "kubernetes", "upstreams"]),
+        Scope::Global => k.extend([
+            "acme_hosts",
+            "provider",
+            "consul",
+            "kubernetes",
+            "upstreams",
+        ]),
         Scope::Host => k = HOST_ONLY.iter().copied().chain(["paths"]).collect(),
         Scope::Path => k.extend(PATH_ONLY),
         Scope::Service => k.extend(["hostname", "upstream", "path"]),

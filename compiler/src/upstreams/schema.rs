@@ -37,6 +37,8 @@ pub(crate) struct RawHost {
     pub paths: Vec<RawPath>,
     /// Host-level settings (only `rate_limit`), between the paths' and the globals'.
     pub policy: Policy,
+    /// `acme: true`: the certificate of this (exact) name is obtained over ACME.
+    pub acme: bool,
 }
 
 /// The global settings of upstreams.yaml.
@@ -52,6 +54,8 @@ pub(crate) struct Globals {
     pub consul: Option<ProviderSection>,
     /// `kubernetes:` section.
     pub kubernetes: Option<ProviderSection>,
+    /// `acme_hosts: all`: every exact host name gets an ACME certificate.
+    pub acme_all: bool,
 }
 
 /// What one source contributes.
@@ -106,6 +110,19 @@ pub(crate) fn file(sink: &mut Sink<'_>, ctx: &Context<'_>, root: &Node, main: bo
                     doc.globals.kubernetes = section;
                 }
             }
+            "acme_hosts" => match walk::str_of(sink, e.value, &path) {
+                Some("all") => doc.globals.acme_all = true,
+                Some("none") => doc.globals.acme_all = false,
+                Some(other) => sink.report(
+                    codes::BAD_ENUM,
+                    pos(e.value),
+                    &path,
+                    format!(
+                        "`{other}` is not one of all, none (mark single hosts with `acme: true`)"
+                    ),
+                ),
+                None => {}
+            },
             "upstreams" => {
                 sink.report(
                     codes::DEPRECATED,
@@ -214,7 +231,12 @@ fn host(
     let mut seen_paths: HashMap<String, (u32, u32)> = HashMap::new();
     let mut had_paths = false;
     let mut host_policy = Policy::default();
+    let mut acme = false;
     for he in &entries {
+        if he.key == "acme" {
+            acme = acme_flag(sink, &key, he, &path);
+            continue;
+        }
         if he.key != "paths" {
             if !policy::entry(sink, ctx, Scope::Host, he, &path, &mut host_policy) {
                 walk::unknown_key(sink, he, &path, &policy::keys(Scope::Host));
@@ -258,7 +280,29 @@ fn host(
         key,
         paths,
         policy: host_policy,
+        acme,
     });
+}
+
+/// A host's `acme: true|false`; wildcards and `DEFAULT` are refused (they need DNS-01).
+fn acme_flag(sink: &mut Sink<'_>, key: &HostKey, e: &Entry<'_>, base: &str) -> bool {
+    let path = ypath::key(base, e.key);
+    let Some(on) = walk::bool_of(sink, e.value, &path) else {
+        return false;
+    };
+    if on && !matches!(key, HostKey::Exact(_)) {
+        sink.report(
+            codes::ACME_NAME_UNSUPPORTED,
+            pos(e.key_node),
+            &path,
+            format!(
+                "`acme: true` on `{}`: wildcard and DEFAULT certificates need the DNS-01 challenge, which this build does not implement; mark exact host names, or put the certificate in `proxy_certificates` yourself",
+                key.display()
+            ),
+        );
+        return false;
+    }
+    on
 }
 
 fn path_entry(
