@@ -4,6 +4,7 @@
 //! API and the static file server. The config language lives in the `aralez-compiler` crate.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod admin_api;
 pub mod auth;
@@ -28,10 +29,11 @@ pub mod secret;
 pub mod server;
 pub mod sources;
 pub mod tls;
+pub mod trace;
 
 /// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
 /// them (E0900) instead of silently ignoring them.
 pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["provider:kubernetes"];
 
 /// main.yaml keys this build parses but does not enforce yet (refused with E0900).
-pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[];
+pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &["limits_store"];

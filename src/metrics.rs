@@ -55,6 +55,8 @@ pub struct Metrics {
     pub provider_updates: IntCounterVec,
     /// `aralez_provider_last_sync_timestamp_seconds{provider}`: Unix time of the last answer.
     pub provider_last_sync: IntGaugeVec,
+    /// `aralez_access_log_dropped_total`: access lines dropped because the writer fell behind.
+    pub access_log_dropped: prometheus::IntCounter,
     /// Per watched source, the last watch error (`None`: armed), for `/config/status`.
     watch_state: Mutex<BTreeMap<String, Option<String>>>,
     /// Per provider, its state as `/config/status` shows it.
@@ -211,6 +213,14 @@ impl Metrics {
                 "Unix time of the last successful answer of a discovery provider.",
                 &["provider"],
             )?,
+            access_log_dropped: {
+                let c = prometheus::IntCounter::new(
+                    "aralez_access_log_dropped_total",
+                    "Access lines dropped because the access log writer fell behind.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             watch_state: Mutex::new(BTreeMap::new()),
             provider_state: Mutex::new(BTreeMap::new()),
             registry,

@@ -28,8 +28,8 @@ pub use diag::{Diagnostic, Severity};
 pub use diff::diff_plans;
 pub use input::{Compiled, Context, Source};
 pub use mainconf::{
-    compile_main, diff_main, AccessLogMode, Cidr, EscapedSlashes, HcMethod, Located, LogLevel,
-    MainChange, MainConfig, TlsGrade,
+    compile_main, diff_main, AccessLogFormat, AccessLogMode, Cidr, EscapedSlashes, HcMethod,
+    Located, LogLevel, MainChange, MainConfig, TlsGrade,
 };
 pub use plan::{
     Auth, Backend, ConsulConfig, ConsulTls, Creds, Discovery, HeaderList, HostTable, JwtClaims,

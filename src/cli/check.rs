@@ -224,7 +224,11 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
             }
         }
     }
-    for (key, loc) in [("pid_file", &cfg.pid_file), ("error_log", &cfg.error_log)] {
+    for (key, loc) in [
+        ("pid_file", &cfg.pid_file),
+        ("error_log", &cfg.error_log),
+        ("access_log_file", &cfg.access_log_file),
+    ] {
         if let Some(loc) = loc {
             let path = main.resolve(&loc.value);
             let parent = path.parent().unwrap_or_else(|| Path::new("."));

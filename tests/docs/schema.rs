@@ -141,6 +141,7 @@ fn compiler_default(key: &str, c: &MainConfig) -> Option<Value> {
         "upgrade_sock" => json!(c.upgrade_sock.value),
         "log_level" => json!(level),
         "access_log" => json!(access),
+        "access_log_format" => json!(c.access_log_format.as_str()),
         "upstream_keepalive_pool_size" => json!(c.upstream_keepalive_pool_size),
         "upstream_connect_timeout" => json!(c.upstream_connect_timeout),
         "upstream_read_timeout" => json!(c.upstream_read_timeout),

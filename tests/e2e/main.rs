@@ -17,6 +17,7 @@ mod consul;
 mod consul_config;
 mod consul_double;
 mod files;
+mod fleet_logs;
 mod http1_conformance;
 mod privilege;
 mod process;

@@ -85,6 +85,11 @@ fn fields(c: &MainConfig) -> Vec<(&'static str, String)> {
         ("file_server_address", opt(&c.file_server_address)),
         ("access_log", c.access_log.as_str().to_string()),
         (
+            "access_log_format",
+            c.access_log_format.as_str().to_string(),
+        ),
+        ("access_log_file", loc(&c.access_log_file)),
+        (
             "trusted_proxies",
             c.trusted_proxies
                 .iter()

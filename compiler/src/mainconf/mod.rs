@@ -72,6 +72,25 @@ pub enum AccessLogMode {
     Errors,
 }
 
+/// `access_log_format`: how an access line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One human-readable line through the process logger (default).
+    Text,
+    /// One JSON object per line, written by the access log writer thread.
+    Json,
+}
+
+impl AccessLogFormat {
+    /// The word as written in main.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLogFormat::Text => "text",
+            AccessLogFormat::Json => "json",
+        }
+    }
+}
+
 /// The typed main.yaml, defaults applied. Paths are as written (the runtime resolves them
 /// relative to main.yaml's directory).
 #[derive(Clone, PartialEq, Eq)]
@@ -134,6 +153,11 @@ pub struct MainConfig {
     pub file_server_address: Option<SocketAddr>,
     /// Access log (default all).
     pub access_log: AccessLogMode,
+    /// Access line format (default text).
+    pub access_log_format: AccessLogFormat,
+    /// File the access lines are appended to (default: stderr; text lines without it go to
+    /// `error_log` as before).
+    pub access_log_file: Option<Located<String>>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
     /// Upstream connect timeout in seconds (default 5).
