@@ -55,6 +55,9 @@ pub struct Metrics {
     pub provider_updates: IntCounterVec,
     /// `aralez_provider_last_sync_timestamp_seconds{provider}`: Unix time of the last answer.
     pub provider_last_sync: IntGaugeVec,
+    /// `aralez_forward_auth_errors_total{route,reason}` (reason: timeout, io, protocol): forward
+    /// authentication that could not be asked (the client got 503).
+    pub forward_auth_errors: IntCounterVec,
     /// `aralez_access_log_dropped_total`: access lines dropped because the writer fell behind.
     pub access_log_dropped: prometheus::IntCounter,
     /// Per watched source, the last watch error (`None`: armed), for `/config/status`.
@@ -212,6 +215,11 @@ impl Metrics {
                 "aralez_provider_last_sync_timestamp_seconds",
                 "Unix time of the last successful answer of a discovery provider.",
                 &["provider"],
+            )?,
+            forward_auth_errors: counter(
+                "aralez_forward_auth_errors_total",
+                "Forward authentication requests that failed (the client got 503), by route and reason.",
+                &["route", "reason"],
             )?,
             access_log_dropped: {
                 let c = prometheus::IntCounter::new(

@@ -32,8 +32,8 @@ pub use mainconf::{
     Located, LogLevel, MainChange, MainConfig, TlsGrade,
 };
 pub use plan::{
-    Auth, Backend, ConsulConfig, ConsulTls, Creds, Discovery, HeaderList, HostTable, JwtClaims,
-    KubernetesConfig, PathTable, Plan, Provider, Route, RouteIdx, Sticky,
-    DEFAULT_JWT_LEEWAY_SECONDS, MAX_JWT_LEEWAY_SECONDS,
+    Auth, Backend, ConsulConfig, ConsulTls, Creds, Discovery, ForwardAuth, HeaderList, HostTable,
+    JwtClaims, KubernetesConfig, PathTable, Plan, Provider, Route, RouteIdx, Sticky,
+    DEFAULT_FORWARD_AUTH_TIMEOUT_MS, DEFAULT_JWT_LEEWAY_SECONDS, MAX_JWT_LEEWAY_SECONDS,
 };
 pub use upstreams::compile_upstreams;

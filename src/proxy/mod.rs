@@ -25,6 +25,7 @@ use aralez_compiler::Cidr;
 mod access;
 mod decide;
 mod forward;
+mod forward_auth;
 mod observe;
 mod respond;
 mod retry;
@@ -81,6 +82,8 @@ pub struct Proxy {
     via_value: http::HeaderValue,
     /// The access log writer thread (JSON lines, or text lines to `access_log_file`).
     access_writer: Option<Arc<crate::access_log::AccessLogWriter>>,
+    /// Pooled connections to forward-auth services (made on first use).
+    auth_connector: std::sync::OnceLock<pingora::connectors::http::Connector>,
 }
 
 impl Proxy {
@@ -100,6 +103,7 @@ impl Proxy {
             detector: None,
             via_value,
             access_writer: None,
+            auth_connector: std::sync::OnceLock::new(),
         }
     }
 
@@ -140,6 +144,8 @@ pub struct RequestCtx {
     auth: Option<(&'static str, &'static str)>,
     /// The limits' verdict (`pass`, `rate`, `x4xx`), once routed, for the access log.
     limit: Option<&'static str>,
+    /// Headers a forward-auth service answered, for the upstream request.
+    forward_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 #[async_trait]
@@ -160,6 +166,7 @@ impl ProxyHttp for Proxy {
             ids: None,
             auth: None,
             limit: None,
+            forward_headers: Vec::new(),
         }
     }
 
@@ -188,6 +195,18 @@ impl ProxyHttp for Proxy {
             .req_header_mut()
             .insert_header(crate::trace::X_REQUEST_ID, ids.request_id.clone())?;
         ctx.ids = Some(ids);
+        let decision = match decision {
+            Decision::AskAuthService(idx) => {
+                match self
+                    .ask_auth_service(session, ctx, &generation, idx)
+                    .await?
+                {
+                    Some(decision) => decision,
+                    None => return Ok(true),
+                }
+            }
+            decision => decision,
+        };
         match decision {
             Decision::Proxy(idx) => {
                 ctx.limit = Some("pass");
@@ -239,6 +258,11 @@ impl ProxyHttp for Proxy {
                 ctx.limited = true;
                 ctx.limit = Some(kind.as_str());
                 respond(session, 429, None).await?;
+                Ok(true)
+            }
+            Decision::AskAuthService(_) => {
+                // asked above; never twice
+                respond(session, 503, None).await?;
                 Ok(true)
             }
         }
@@ -408,6 +432,7 @@ impl ProxyHttp for Proxy {
             if let Some(auth) = &runtime.auth {
                 crate::auth::strip_credentials(auth, runtime.policy.forward_auth_header, req);
             }
+            forward_auth::set_answer_headers(runtime.auth.as_ref(), ctx, req)?;
         }
         let hop = forward::Hop {
             client: ctx.client.map(|c| c.peer),

@@ -18,6 +18,8 @@ mod consul_config;
 mod consul_double;
 mod files;
 mod fleet_logs;
+mod forward_auth;
+mod forward_auth_double;
 mod http1_conformance;
 mod privilege;
 mod process;
