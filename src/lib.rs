@@ -18,6 +18,7 @@ pub mod files;
 pub mod generation;
 pub mod health;
 pub mod limits;
+pub mod limits_store;
 pub mod listen_check;
 pub mod log;
 pub mod metrics;
@@ -36,4 +37,4 @@ pub mod trace;
 pub const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["provider:kubernetes"];
 
 /// main.yaml keys this build parses but does not enforce yet (refused with E0900).
-pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &["limits_store"];
+pub const UNSUPPORTED_MAIN_KEYS: &[&str] = &[];

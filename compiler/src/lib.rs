@@ -29,7 +29,7 @@ pub use diff::diff_plans;
 pub use input::{Compiled, Context, Source};
 pub use mainconf::{
     compile_main, diff_main, AccessLogFormat, AccessLogMode, Cidr, EscapedSlashes, HcMethod,
-    Located, LogLevel, MainChange, MainConfig, TlsGrade,
+    LimitsStore, Located, LogLevel, MainChange, MainConfig, StoreOnError, TlsGrade,
 };
 pub use plan::{
     Auth, Backend, ConsulConfig, ConsulTls, Creds, Discovery, ForwardAuth, HeaderList, HostTable,

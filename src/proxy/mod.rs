@@ -114,6 +114,12 @@ impl Proxy {
         self
     }
 
+    /// Counts the limits fleet-wide through `shared` (`limits_store`).
+    pub fn with_limits_store(mut self, shared: Arc<crate::limits_store::SharedCounts>) -> Self {
+        self.limits = Limits::new().with_shared(shared);
+        self
+    }
+
     /// Hands access lines to `writer` (off the request path) instead of the process logger.
     pub fn with_access_writer(mut self, writer: Arc<crate::access_log::AccessLogWriter>) -> Self {
         self.access_writer = Some(writer);

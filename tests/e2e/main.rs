@@ -21,6 +21,7 @@ mod fleet_logs;
 mod forward_auth;
 mod forward_auth_double;
 mod http1_conformance;
+mod limits_store;
 mod privilege;
 mod process;
 mod protocols;

@@ -90,6 +90,22 @@ fn fields(c: &MainConfig) -> Vec<(&'static str, String)> {
         ),
         ("access_log_file", loc(&c.access_log_file)),
         (
+            "limits_store",
+            c.limits_store.as_ref().map_or_else(
+                || "-".to_string(),
+                |l| {
+                    format!(
+                        "{} timeout_ms={} on_error={} key_prefix={} password_file={}",
+                        l.url.value,
+                        l.timeout_ms,
+                        l.on_error.as_str(),
+                        l.key_prefix,
+                        loc(&l.password_file)
+                    )
+                },
+            ),
+        ),
+        (
             "trusted_proxies",
             c.trusted_proxies
                 .iter()

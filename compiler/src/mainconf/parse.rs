@@ -128,6 +128,7 @@ fn default_config() -> MainConfig {
         access_log: AccessLogMode::All,
         access_log_format: AccessLogFormat::Text,
         access_log_file: None,
+        limits_store: None,
         trusted_proxies: Vec::new(),
         upstream_connect_timeout: 5,
         upstream_read_timeout: 60,
@@ -315,14 +316,7 @@ fn walk_root(sink: &mut Sink<'_>, root: &Node, unsupported: &[&str]) -> Option<M
                 set(&mut c.access_log_format, f);
             }
             "access_log_file" => c.access_log_file = file(s, v, &path),
-            // the shared Redis limits store is not built yet: refused even when the caller's
-            // `unsupported` list forgets it, so that no limit silently stays local
-            "limits_store" => s.report(
-                codes::UNSUPPORTED,
-                pos(e.key_node),
-                &path,
-                "`limits_store` is not supported yet by this build of aralez; remove it (limits stay local to each process)",
-            ),
+            "limits_store" => c.limits_store = super::store::limits_store(s, v, &path),
             "trusted_proxies" => c.trusted_proxies = cidrs(s, v, &path),
             "upstream_connect_timeout" => set(
                 &mut c.upstream_connect_timeout,
