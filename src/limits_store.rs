@@ -17,15 +17,15 @@
 //! counted). Slices are cut on the Unix clock: the hosts' clocks must agree (NTP) to well under a
 //! slice (250 ms).
 //!
-//! While the store cannot be reached (a failed or late round trip, or no successful one within
-//! `timeout_ms` plus two sync intervals), `on_error: open` lets each process enforce the limits
+//! While the store cannot be reached (a failed round trip, or one without an answer within
+//! `timeout_ms`; or no successful one for `timeout_ms` plus one second, should the task stall), `on_error: open` lets each process enforce the limits
 //! alone (the local limiter), `on_error: closed` answers 429 on every limited route. Recovery is
 //! automatic: the next successful round trip.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +37,9 @@ use crate::limits::LimitKind;
 
 /// Time between two synchronisations.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(20);
+/// With no successful round trip for `timeout_ms` plus this long (a stalled task), the store
+/// counts as down too.
+const STUCK_AFTER: Duration = Duration::from_millis(1000);
 /// Length of one Redis slice, in milliseconds (the local limiter's too).
 const SLICE_MS: u64 = 250;
 /// Slices read per key: four for the window, one for the part that is leaving.
@@ -94,6 +97,8 @@ pub struct SharedCounts {
     shards: Box<[Mutex<HashMap<u64, KeyState>>]>,
     /// Unix milliseconds of the last successful round trip (0: none yet).
     last_ok_ms: AtomicU64,
+    /// The last round trip failed (set by the task at once: within `timeout_ms`).
+    failing: AtomicBool,
     /// The store counts as down when the last success is older than this, in milliseconds.
     stale_ms: u64,
     closed: bool,
@@ -105,10 +110,12 @@ impl SharedCounts {
     /// Empty counts; `timeout` bounds a round trip, `closed` is `on_error: closed`, `prefix` is
     /// `key_prefix`.
     pub fn new(timeout: Duration, closed: bool, prefix: &str) -> Self {
-        let stale = timeout + SYNC_INTERVAL * 2;
+        // a guard against a task that stopped running; failures are flagged by the task itself
+        let stale = timeout + STUCK_AFTER;
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             last_ok_ms: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
             stale_ms: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
             closed,
             prefix: prefix.to_string(),
@@ -116,10 +123,12 @@ impl SharedCounts {
         }
     }
 
-    /// True when the last round trip succeeded recently enough.
+    /// True when the last round trip succeeded, recently enough.
     pub fn is_up(&self, now_ms: u64) -> bool {
         let last = self.last_ok_ms.load(Ordering::Relaxed);
-        last != 0 && now_ms.saturating_sub(last) <= self.stale_ms
+        !self.failing.load(Ordering::Relaxed)
+            && last != 0
+            && now_ms.saturating_sub(last) <= self.stale_ms
     }
 
     fn hash(&self, kind: LimitKind, client: IpAddr, host: &str) -> u64 {
@@ -407,6 +416,7 @@ impl BackgroundService for StoreSync {
                 Ok(fleet) => {
                     self.counts.settle(&batch, Some(&fleet));
                     self.counts.last_ok_ms.store(unix_ms(), Ordering::Relaxed);
+                    self.counts.failing.store(false, Ordering::Relaxed);
                     if !was_up {
                         log::info!("limits_store {}: synchronised", self.shown_url);
                         self.publish(true, None);
@@ -414,6 +424,7 @@ impl BackgroundService for StoreSync {
                     }
                 }
                 Err(e) => {
+                    self.counts.failing.store(true, Ordering::Relaxed);
                     self.counts.settle(&batch, None);
                     self.metrics.limits_store_errors.inc();
                     if was_up || self.metrics.limits_store_errors.get() == 1 {

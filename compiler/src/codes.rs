@@ -67,7 +67,7 @@ codes! {
     FORWARD_AUTH_KEY = "E0124", "A key of an `authorization` block that does not apply to its `type`: `url`, `timeout_ms`, `request_headers`, `response_headers`, `trust_forward_header` or `cache_seconds` without `type: forward`, or `creds`/`creds_file` with it.", "Remove the key, or change `type`.";
     BAD_FORWARD_AUTH_URL = "E0125", "A forward authentication `url` that is missing or not `http://host[:port]/path` (https is not supported yet).", "Write `http://127.0.0.1:9091/verify`.";
     FORWARD_AUTH_CACHE_KEYLESS = "E0126", "Forward authentication with `cache_seconds` but no `request_headers`: one cached answer would let every client in.", "List the headers that carry the credentials (e.g. `request_headers: [Authorization, Cookie]`), or remove `cache_seconds`.";
-    BAD_LIMITS_STORE_URL = "E0127", "A `limits_store.url` that is not `redis://host[:port][/db]` or `rediss://...`, or that carries a password.", "Write `redis://127.0.0.1:6379/0`; put the password in `password_file`.";
+    BAD_LIMITS_STORE = "E0127", "A `limits_store.url` that is not `redis://host[:port][/db]` or `rediss://...` or that carries a password, or a `key_prefix` that is not 1 to 64 visible ASCII characters.", "Write `redis://127.0.0.1:6379/0` and put the password in `password_file`; write a prefix such as `aralez:`.";
     BAD_LISTEN = "E0200", "A listener address that is not `IP:port` (names are never resolved).", "Write `0.0.0.0:6193`, `127.0.0.1:3000` or `[::]:6193`.";
     FILE_SERVER_PAIR = "E0201", "Only one of `file_server_folder` and `file_server_address` is set.", "Set both (to enable the file server) or neither.";
     BAD_ENUM = "E0202", "A value that is not one of the allowed words.", "Use one of the values listed in the message.";

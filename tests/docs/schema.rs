@@ -52,6 +52,11 @@ fn same_keys(what: &str, schema: &BTreeSet<String>, compiler: &BTreeSet<String>)
 fn main_schema_names_exactly_the_compiler_keys() {
     let s = schema("main.schema.json");
     same_keys("main.yaml", &props(&s, ""), &set(keys::MAIN));
+    same_keys(
+        "main.yaml limits_store",
+        &props(&s, "/properties/limits_store"),
+        &set(keys::LIMITS_STORE),
+    );
 }
 
 #[test]
@@ -199,6 +204,7 @@ fn configuration_reference_names_every_key() {
     all.extend(keys::CONSUL);
     all.extend(keys::CONSUL_TLS);
     all.extend(keys::KUBERNETES);
+    all.extend(keys::LIMITS_STORE);
     // named in a code span (`key`, `key: value`) or as a key in a YAML example
     let missing: Vec<&str> = all
         .into_iter()

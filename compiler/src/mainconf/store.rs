@@ -50,7 +50,7 @@ pub(crate) fn limits_store(sink: &mut Sink<'_>, node: &Node, path: &str) -> Opti
                         };
                     }
                     Err(msg) => {
-                        sink.report(codes::BAD_LIMITS_STORE_URL, pos(v), &p, msg);
+                        sink.report(codes::BAD_LIMITS_STORE, pos(v), &p, msg);
                         ok = false;
                     }
                 },
@@ -80,7 +80,7 @@ pub(crate) fn limits_store(sink: &mut Sink<'_>, node: &Node, path: &str) -> Opti
                 }
                 Some(_) => {
                     sink.report(
-                        codes::BAD_ENUM,
+                        codes::BAD_LIMITS_STORE,
                         pos(v),
                         &p,
                         format!("`key_prefix` must be at most {MAX_PREFIX} visible ASCII characters (no spaces)"),
@@ -171,5 +171,61 @@ fn port_ok(url: &str, port: &str) -> Result<(), String> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
         _ => Err(format!("`{url}`: the port must be 1..65535")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::check_url;
+    use crate::input::Source;
+    use crate::mainconf::{compile_main, StoreOnError};
+
+    #[test]
+    fn a_full_block_compiles_with_its_values() {
+        let text = "proxy_address_http: 127.0.0.1:6193\nupstreams_conf: u.yaml\nlimits_store:\n  url: \"rediss://redis.internal:6380/2\"\n  timeout_ms: 80\n  on_error: closed\n  key_prefix: \"fleet:\"\n  password_file: redis.pass\n";
+        let main = compile_main(&Source { name: "m", text }, &[])
+            .unwrap()
+            .value;
+        let s = main.limits_store.unwrap();
+        assert_eq!(s.url.value, "rediss://redis.internal:6380/2");
+        assert_eq!((s.url.line, s.url.col), (4, 8));
+        assert_eq!(s.timeout_ms, 80);
+        assert_eq!(s.on_error, StoreOnError::Closed);
+        assert_eq!(s.key_prefix, "fleet:");
+        assert_eq!(s.password_file.unwrap().value, "redis.pass");
+        let text = "proxy_address_http: 127.0.0.1:6193\nupstreams_conf: u.yaml\nlimits_store: {url: \"redis://127.0.0.1\"}\n";
+        let s = compile_main(&Source { name: "m", text }, &[])
+            .unwrap()
+            .value
+            .limits_store
+            .unwrap();
+        assert_eq!(
+            (s.timeout_ms, s.on_error, s.key_prefix.as_str()),
+            (50, StoreOnError::Open, "aralez:")
+        );
+    }
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "redis://a",
+            "redis://a:1/0",
+            "rediss://u@[::1]:6379/15",
+            "redis://10.0.0.1:6379",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://a",
+            "redis://",
+            "redis://u:p@a",
+            "redis://a:0",
+            "redis://a/x",
+            "redis://a b",
+            "redis://[::1",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
     }
 }
