@@ -442,6 +442,36 @@ impl BackgroundService for StoreSync {
     }
 }
 
+/// The shared counters and their synchronisation task for `store` (its `password_file` read,
+/// relative to main.yaml's folder).
+pub fn prepare(
+    main: &crate::config::LoadedMain,
+    store: &aralez_compiler::LimitsStore,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<(Arc<SharedCounts>, StoreSync), StoreError> {
+    let password = match &store.password_file {
+        Some(file) => {
+            let path = main.resolve(&file.value);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| StoreError::Password(format!("{}: {e}", path.display())))?;
+            let password = text.trim();
+            if password.is_empty() {
+                return Err(StoreError::Password(format!("{} is empty", path.display())));
+            }
+            Some(password.to_string())
+        }
+        None => None,
+    };
+    let closed = store.on_error == aralez_compiler::StoreOnError::Closed;
+    let counts = Arc::new(SharedCounts::new(
+        Duration::from_millis(store.timeout_ms),
+        closed,
+        &store.key_prefix,
+    ));
+    let sync = StoreSync::new(store, password, counts.clone(), metrics)?;
+    Ok((counts, sync))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

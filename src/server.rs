@@ -273,7 +273,7 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         }
     }
     if let Some(store) = &cfg.limits_store {
-        match limits_store(&main, store, metrics.clone()) {
+        match crate::limits_store::prepare(&main, store, metrics.clone()) {
             Ok((counts, sync)) => {
                 proxy_app = proxy_app.with_limits_store(counts);
                 server.add_service(background_service("limits store", sync));
@@ -406,42 +406,6 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
         let _ = std::fs::remove_file(path);
     }
     Exit::Success
-}
-
-/// The shared limit counters and their synchronisation task (`limits_store`).
-fn limits_store(
-    main: &crate::config::LoadedMain,
-    store: &aralez_compiler::LimitsStore,
-    metrics: Arc<crate::metrics::Metrics>,
-) -> Result<
-    (
-        Arc<crate::limits_store::SharedCounts>,
-        crate::limits_store::StoreSync,
-    ),
-    crate::limits_store::StoreError,
-> {
-    use crate::limits_store::{SharedCounts, StoreError, StoreSync};
-    let password = match &store.password_file {
-        Some(file) => {
-            let path = main.resolve(&file.value);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| StoreError::Password(format!("{}: {e}", path.display())))?;
-            let password = text.trim();
-            if password.is_empty() {
-                return Err(StoreError::Password(format!("{} is empty", path.display())));
-            }
-            Some(password.to_string())
-        }
-        None => None,
-    };
-    let closed = store.on_error == aralez_compiler::StoreOnError::Closed;
-    let counts = Arc::new(SharedCounts::new(
-        Duration::from_millis(store.timeout_ms),
-        closed,
-        &store.key_prefix,
-    ));
-    let sync = StoreSync::new(store, password, counts.clone(), metrics)?;
-    Ok((counts, sync))
 }
 
 /// Flips `/readyz` (and tells systemd `READY=1`) once the listeners it depends on serve; tells
