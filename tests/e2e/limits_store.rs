@@ -198,3 +198,44 @@ fn a_password_from_password_file_authenticates() {
         p.config_status()
     );
 }
+
+#[test]
+fn the_4xx_limit_is_shared_too() {
+    let redis = Redis::start_on(free_port());
+    let backend = Backend::start_with("b", Vec::new(), 404);
+    let upstreams = format!(
+        "provider: file\nx4xx_limit: 3\n{HOST}:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n",
+        backend.addr
+    );
+    let main = format!(
+        "limits_store:\n  url: \"redis://127.0.0.1:{}\"\n  key_prefix: \"x{}:\"\n",
+        redis.port, redis.port
+    );
+    let start = |_: u8| {
+        let p = Proxy::start_opts(
+            &upstreams,
+            ProxyOpts {
+                main_extra: &main,
+                ..Default::default()
+            },
+        );
+        let up = p.wait_for(Duration::from_secs(10), || {
+            p.metrics().contains("aralez_limits_store_up 1")
+        });
+        assert!(up.is_some(), "store never up:\n{}", p.log_text());
+        p
+    };
+    let (a, b) = (start(0), start(1));
+    // alternating, 30 ms apart: alone, each process would let 4 answers of 404 through (8)
+    let mut not_found = 0;
+    for i in 0..16u32 {
+        let target = if i % 2 == 0 { a.http } else { b.http };
+        match get(target, HOST, "/", &[]).unwrap().status {
+            404 => not_found += 1,
+            429 => {}
+            other => panic!("status {other}"),
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert!((4..=6).contains(&not_found), "{not_found} answers of 404");
+}
