@@ -256,6 +256,11 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
     };
     let mut proxy_app =
         Proxy::new(store.clone(), proxy_settings, metrics.clone()).with_detector(detector.clone());
+    // SIGUSR1 (logrotate's reopen) must never terminate the process, with or without a file
+    let usr1 = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1) {
+        log::warn!("cannot handle SIGUSR1: {e}");
+    }
     if cfg.access_log_format == aralez_compiler::AccessLogFormat::Json
         || cfg.access_log_file.is_some()
     {

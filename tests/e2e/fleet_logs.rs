@@ -144,6 +144,10 @@ fn a_trusted_proxy_keeps_its_request_id() {
     // not a sane token: replaced even from a trusted peer
     let r = get(proxy.http, HOST, "/", &[("X-Request-Id", "a b\"c")]).unwrap();
     assert_ne!(r.header("x-request-id"), Some("a b\"c"));
+    // SIGUSR1 without an access_log_file is harmless (logrotate may send it anyway)
+    proxy.signal("USR1");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(get(proxy.http, HOST, "/", &[]).unwrap().status, 200);
     // the text access line (stderr here) names the id
     let id = r.header("x-request-id").unwrap().to_string();
     assert!(
