@@ -500,4 +500,28 @@ mod tests {
         assert_eq!(closed.admit(LimitKind::Rate, ip, "h", 3), Shared::Closed);
         assert!(closed.refuses_all());
     }
+
+    #[test]
+    fn redis_and_rediss_urls_make_a_client() {
+        let metrics = Arc::new(crate::metrics::Metrics::new().unwrap());
+        for url in [
+            "redis://127.0.0.1:6379/0",
+            "rediss://redis.example.com:6380/1",
+        ] {
+            let store = aralez_compiler::LimitsStore {
+                url: aralez_compiler::Located {
+                    value: url.into(),
+                    line: 1,
+                    col: 1,
+                },
+                timeout_ms: 50,
+                on_error: aralez_compiler::StoreOnError::Open,
+                key_prefix: "p:".into(),
+                password_file: None,
+            };
+            let counts = Arc::new(SharedCounts::new(Duration::from_millis(50), false, "p:"));
+            let made = StoreSync::new(&store, Some("pw".into()), counts, metrics.clone());
+            assert!(made.is_ok(), "{url}: {:?}", made.err());
+        }
+    }
 }
