@@ -43,23 +43,23 @@ impl Proxy {
                 return;
             }
         };
+        let loaded;
         let generation = match &ctx.routed {
-            Some(r) => r.generation.hash().to_string(),
-            None => self.store.load().hash().to_string(),
+            Some(r) => r.generation.hash(),
+            None => {
+                loaded = self.store.load();
+                loaded.hash()
+            }
         };
         let time = crate::log::timestamp();
-        let client = ctx.client.map(|c| (c.real.to_string(), c.peer.to_string()));
-        let (client, peer) = client
-            .as_ref()
-            .map_or(("-", "-"), |(r, p)| (r.as_str(), p.as_str()));
         let error = e.map(|e| format!("{:?}", e.etype()));
         let (auth, auth_result) = ctx.auth.unwrap_or(("none", "none"));
         let entry = crate::access_log::Entry {
             time: &time,
             request_id,
             trace_id: ctx.ids.as_ref().map_or("-", |i| i.trace_id()),
-            client,
-            peer,
+            client: ctx.client.map(|c| c.real),
+            peer: ctx.client.map(|c| c.peer),
             method: req.method.as_str(),
             host: request_host(req).unwrap_or("-"),
             path: req.uri.path(),
@@ -69,7 +69,7 @@ impl Proxy {
             duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
             upstream: ctx.peer_id.as_deref(),
             route,
-            generation: &generation,
+            generation,
             auth,
             auth_result,
             limit: ctx.limit.unwrap_or("none"),
