@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # every system package of every step, up front: the static build runs in the background and two
 # apt-get runs at once would fight over dpkg's lock
 bash scripts/deps.sh cmake build-essential pkg-config curl openssl file libssl-dev pebble \
-  rustc-web cargo-web rust-web-src buildah ca-certificates iproute2 util-linux procps
+  rustc-web cargo-web rust-web-src buildah ca-certificates iproute2 util-linux procps \
+  redis-server
 # clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py); zig for the
 # static build
 python3 -c "import grpc, websockets, h2" 2>/dev/null || pip install --quiet grpcio websockets h2

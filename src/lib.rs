@@ -4,6 +4,7 @@
 //! API and the static file server. The config language lives in the `aralez-compiler` crate.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod acme;
 pub mod admin;
 pub mod admin_api;
@@ -18,6 +19,7 @@ pub mod files;
 pub mod generation;
 pub mod health;
 pub mod limits;
+pub mod limits_store;
 pub mod listen_check;
 pub mod log;
 pub mod metrics;
@@ -29,6 +31,7 @@ pub mod secret;
 pub mod server;
 pub mod sources;
 pub mod tls;
+pub mod trace;
 
 /// upstreams.yaml keys this build parses but does not enforce yet: `check` and the runtime refuse
 /// them (E0900) instead of silently ignoring them.

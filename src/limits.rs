@@ -215,6 +215,8 @@ impl Tick {
 
 /// The limiters of the proxy: runtime state that outlives plan swaps.
 pub struct Limits {
+    /// Fleet-wide counts on the limits store (`limits_store`), when configured.
+    shared: Option<std::sync::Arc<crate::limits_store::SharedCounts>>,
     rate: OnceLock<Table>,
     x4xx: OnceLock<Table>,
     keys: std::collections::hash_map::RandomState,
@@ -231,12 +233,22 @@ impl Limits {
     /// Empty limiters; the tables are allocated when a route first uses them.
     pub fn new() -> Self {
         Self {
+            shared: None,
             rate: OnceLock::new(),
             x4xx: OnceLock::new(),
             // randomly keyed SipHash: clients cannot choose addresses that collide on purpose
             keys: std::collections::hash_map::RandomState::new(),
             start: Instant::now(),
         }
+    }
+
+    /// Counts fleet-wide through `shared` (the local tables stay the fallback).
+    pub fn with_shared(
+        mut self,
+        shared: std::sync::Arc<crate::limits_store::SharedCounts>,
+    ) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     fn now(&self) -> Tick {
@@ -259,6 +271,9 @@ impl Limits {
         }
         let key = self.key(route, client);
         let now = self.now();
+        if let Some(shared) = &self.shared {
+            return self.check_shared(shared, route, client, key, now);
+        }
         if let Some(n) = route.x4xx_limit {
             let table = self.x4xx.get_or_init(Table::new);
             if table.estimate(key, now) > f64::from(n) {
@@ -274,6 +289,49 @@ impl Limits {
         None
     }
 
+    /// [`Limits::check`] on the fleet's counts; the local tables decide while the store is down
+    /// with `on_error: open` (and keep counting, so that they are ready).
+    fn check_shared(
+        &self,
+        shared: &crate::limits_store::SharedCounts,
+        route: &Route,
+        client: IpAddr,
+        key: u64,
+        now: Tick,
+    ) -> Option<LimitKind> {
+        use crate::limits_store::Shared;
+        let block = crate::client::client_block(client);
+        if shared.refuses_all() {
+            return Some(if route.rate_limit.is_some() {
+                LimitKind::Rate
+            } else {
+                LimitKind::X4xx
+            });
+        }
+        if let Some(n) = route.x4xx_limit {
+            let table = self.x4xx.get_or_init(Table::new);
+            let estimate = shared
+                .estimate(LimitKind::X4xx, block, &route.host)
+                .unwrap_or_else(|| table.estimate(key, now));
+            if estimate > f64::from(n) {
+                return Some(LimitKind::X4xx);
+            }
+        }
+        if let Some(n) = route.rate_limit {
+            let table = self.rate.get_or_init(Table::new);
+            match shared.admit(LimitKind::Rate, block, &route.host, n) {
+                Shared::Admit => table.add(key, now),
+                Shared::Refuse | Shared::Closed => return Some(LimitKind::Rate),
+                Shared::Local => {
+                    if !table.admit(key, n, now) {
+                        return Some(LimitKind::Rate);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Counts one 4xx response that `client` produced on `route` (when the route has a 4xx limit).
     pub fn count_4xx(&self, route: &Route, client: IpAddr) {
         if route.x4xx_limit.is_none() {
@@ -282,6 +340,10 @@ impl Limits {
         let key = self.key(route, client);
         let now = self.now();
         self.x4xx.get_or_init(Table::new).add(key, now);
+        if let Some(shared) = &self.shared {
+            let block = crate::client::client_block(client);
+            shared.add(LimitKind::X4xx, block, &route.host);
+        }
     }
 }
 

@@ -64,7 +64,7 @@ pub fn init(level: log::LevelFilter, file: Option<&std::path::Path>) -> std::io:
 }
 
 /// Now as `2026-12-01T08:04:14.123Z` (UTC, milliseconds).
-fn timestamp() -> String {
+pub fn timestamp() -> String {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

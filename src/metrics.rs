@@ -57,6 +57,17 @@ pub struct Metrics {
     pub provider_last_sync: IntGaugeVec,
     /// `aralez_acme_certificate_renewals_total{name,result}` (result: issued, renewed, failed).
     pub acme_renewals: IntCounterVec,
+    /// `aralez_forward_auth_errors_total{route,reason}` (reason: timeout, io, protocol): forward
+    /// authentication that could not be asked (the client got 503).
+    pub forward_auth_errors: IntCounterVec,
+    /// `aralez_limits_store_up`: 1 while the shared limits store answers its round trips.
+    pub limits_store_up: IntGauge,
+    /// `aralez_limits_store_errors_total`: failed or late round trips to the limits store.
+    pub limits_store_errors: prometheus::IntCounter,
+    /// The limits store as `/config/status` shows it (`None`: not configured).
+    limits_store_state: Mutex<Option<serde_json::Value>>,
+    /// `aralez_access_log_dropped_total`: access lines dropped because the writer fell behind.
+    pub access_log_dropped: prometheus::IntCounter,
     /// Per watched source, the last watch error (`None`: armed), for `/config/status`.
     watch_state: Mutex<BTreeMap<String, Option<String>>>,
     /// Per provider, its state as `/config/status` shows it.
@@ -218,10 +229,48 @@ impl Metrics {
                 "Certificates ordered over ACME, by name and result (issued, renewed, failed).",
                 &["name", "result"],
             )?,
+            forward_auth_errors: counter(
+                "aralez_forward_auth_errors_total",
+                "Forward authentication requests that failed (the client got 503), by route and reason.",
+                &["route", "reason"],
+            )?,
+            limits_store_up: gauge(
+                "aralez_limits_store_up",
+                "1 while the shared limits store (Redis) answers its synchronisation round trips.",
+            )?,
+            limits_store_errors: {
+                let c = prometheus::IntCounter::new(
+                    "aralez_limits_store_errors_total",
+                    "Synchronisation round trips to the limits store that failed or timed out.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            limits_store_state: Mutex::new(None),
+            access_log_dropped: {
+                let c = prometheus::IntCounter::new(
+                    "aralez_access_log_dropped_total",
+                    "Access lines dropped because the access log writer fell behind.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             watch_state: Mutex::new(BTreeMap::new()),
             provider_state: Mutex::new(BTreeMap::new()),
             registry,
         })
+    }
+
+    /// Sets what `/config/status` shows of the limits store.
+    pub fn set_limits_store_state(&self, state: Option<serde_json::Value>) {
+        if let Ok(mut s) = self.limits_store_state.lock() {
+            *s = state;
+        }
+    }
+
+    /// The limits store as `/config/status` shows it.
+    pub fn limits_store_state(&self) -> Option<serde_json::Value> {
+        self.limits_store_state.lock().ok().and_then(|s| s.clone())
     }
 
     /// Records that the file watch of `source` (`upstreams`, `certificates`) is armed.

@@ -263,12 +263,43 @@ pub fn run(main_path: &Path, opts: &RunOptions) -> Exit {
             body_timeout: Duration::from_secs(cfg.client_body_timeout),
         },
     };
-    let mut http = pingora::proxy::http_proxy(
-        &conf,
-        Proxy::new(store.clone(), proxy_settings, metrics.clone())
-            .with_detector(detector.clone())
-            .with_acme(acme.as_ref().map(crate::acme::Acme::challenges)),
-    );
+    let mut proxy_app = Proxy::new(store.clone(), proxy_settings, metrics.clone())
+        .with_detector(detector.clone())
+        .with_acme(acme.as_ref().map(crate::acme::Acme::challenges));
+    // SIGUSR1 (logrotate's reopen) must never terminate the process, with or without a file
+    let usr1 = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1) {
+        log::warn!("cannot handle SIGUSR1: {e}");
+    }
+    if cfg.access_log_format == aralez_compiler::AccessLogFormat::Json
+        || cfg.access_log_file.is_some()
+    {
+        let file = cfg.access_log_file.as_ref().map(|p| main.resolve(&p.value));
+        let dropped = metrics.access_log_dropped.clone();
+        match crate::access_log::AccessLogWriter::new(file, cfg.access_log_format, dropped) {
+            Ok((w, thread)) => {
+                proxy_app = proxy_app.with_access_writer(Arc::new(w));
+                server.add_service(background_service("access log", thread));
+            }
+            Err(e) => {
+                log::error!("{e}");
+                return Exit::Usage;
+            }
+        }
+    }
+    if let Some(store) = &cfg.limits_store {
+        match crate::limits_store::prepare(&main, store, metrics.clone()) {
+            Ok((counts, sync)) => {
+                proxy_app = proxy_app.with_limits_store(counts);
+                server.add_service(background_service("limits store", sync));
+            }
+            Err(e) => {
+                log::error!("{e}");
+                return Exit::Usage;
+            }
+        }
+    }
+    let mut http = pingora::proxy::http_proxy(&conf, proxy_app);
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2c = true;
     // CONNECT reaches `request_filter`, which refuses it with our own 405 (pingora's names itself)

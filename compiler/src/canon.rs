@@ -264,6 +264,7 @@ fn auth(a: &Auth, redact: bool) -> Value {
         Auth::Basic { .. } => "creds",
         Auth::Apikey { .. } => "key",
         Auth::Jwt { .. } => "secret",
+        Auth::Forward(f) => return forward(f),
     };
     let mut m = Map::new();
     m.insert("type".into(), Value::String(a.kind().into()));
@@ -275,6 +276,19 @@ fn auth(a: &Auth, redact: bool) -> Value {
         m.extend(c);
     }
     Value::Object(m)
+}
+
+/// A forward authorization (nothing secret in it: shown as written).
+fn forward(f: &crate::plan::ForwardAuth) -> Value {
+    json!({
+        "type": "forward",
+        "url": f.url,
+        "timeout_ms": f.timeout_ms,
+        "request_headers": f.request_headers,
+        "response_headers": f.response_headers,
+        "trust_forward_header": f.trust_forward_header,
+        "cache_seconds": f.cache_seconds,
+    })
 }
 
 /// The claim settings of a jwt authorization (not secret: shown as written).

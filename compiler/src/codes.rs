@@ -53,7 +53,7 @@ codes! {
     BAD_HEADER_NAME = "E0110", "A header name that is not a valid HTTP token.", "Use letters, digits and `-` in header names.";
     BAD_HEADER_VALUE = "E0111", "A header value with CR, LF or other control characters.", "Remove the control characters from the value.";
     OUT_OF_RANGE = "E0112", "A number outside its allowed range (e.g. `rate_limit` <= 0, `leeway_seconds` outside 0..=300).", "Use a value within the range given in the message.";
-    UNKNOWN_AUTH = "E0113", "`authorization.type` is not basic, apikey or jwt.", "Use `basic`, `apikey` or `jwt`.";
+    UNKNOWN_AUTH = "E0113", "`authorization.type` is not basic, apikey, jwt or forward.", "Use `basic`, `apikey`, `jwt` or `forward`.";
     BASIC_NO_COLON = "E0114", "Basic credentials without `:` between user and password.", "Write `creds: \"user:password\"`.";
     MISSING_CREDS = "E0115", "`basic` or `apikey` authorization without credentials.", "Add `creds:` with the credentials.";
     BAD_REDIRECT = "E0116", "`redirect_to` is not an absolute http(s) URL.", "Write `redirect_to: \"https://example.com\"`.";
@@ -64,7 +64,11 @@ codes! {
     DUPLICATE_ROUTE = "E0121", "A provider service maps to a host and path already defined.", "Give the service another `path` or remove the file route.";
     JWT_ONLY_KEY = "E0122", "`issuer`, `audience` or `leeway_seconds` in an `authorization` whose `type` is not `jwt` (only JWTs carry claims).", "Remove the key, or use `type: jwt`.";
     JWT_CLAIM_EMPTY = "E0123", "A jwt `issuer` or `audience` that is empty (an empty string, or an empty `audience` list): no token could match it.", "Write the expected `iss`/`aud` value, or remove the key to leave that claim unchecked.";
-    ACME_NAME_UNSUPPORTED = "E0124", "`acme: true` on a wildcard host (`*.example.com`) or on `DEFAULT`: such certificates need the DNS-01 challenge, which this build does not implement.", "Mark exact host names only; serve wildcard certificates from `proxy_certificates` yourself.";
+    ACME_NAME_UNSUPPORTED = "E0128", "`acme: true` on a wildcard host (`*.example.com`) or on `DEFAULT`: such certificates need the DNS-01 challenge, which this build does not implement.", "Mark exact host names only; serve wildcard certificates from `proxy_certificates` yourself.";
+    FORWARD_AUTH_KEY = "E0124", "A key of an `authorization` block that does not apply to its `type`: `url`, `timeout_ms`, `request_headers`, `response_headers`, `trust_forward_header` or `cache_seconds` without `type: forward`, or `creds`/`creds_file` with it.", "Remove the key, or change `type`.";
+    BAD_FORWARD_AUTH_URL = "E0125", "A forward authentication `url` that is missing or not `http://host[:port]/path` (https is not supported yet).", "Write `http://127.0.0.1:9091/verify`.";
+    FORWARD_AUTH_CACHE_KEYLESS = "E0126", "Forward authentication with `cache_seconds` but no `request_headers`: one cached answer would let every client in.", "List the headers that carry the credentials (e.g. `request_headers: [Authorization, Cookie]`), or remove `cache_seconds`.";
+    BAD_LIMITS_STORE = "E0127", "A `limits_store.url` that is not `redis://host[:port][/db]` or `rediss://...` or that carries a password, or a `key_prefix` that is not 1 to 64 visible ASCII characters.", "Write `redis://127.0.0.1:6379/0` and put the password in `password_file`; write a prefix such as `aralez:`.";
     BAD_LISTEN = "E0200", "A listener address that is not `IP:port` (names are never resolved).", "Write `0.0.0.0:6193`, `127.0.0.1:3000` or `[::]:6193`.";
     FILE_SERVER_PAIR = "E0201", "Only one of `file_server_folder` and `file_server_address` is set.", "Set both (to enable the file server) or neither.";
     BAD_ENUM = "E0202", "A value that is not one of the allowed words.", "Use one of the values listed in the message.";

@@ -14,6 +14,8 @@ pub use crate::mainconf::parse::KEYS as MAIN;
 
 /// Every key of the `acme:` section of main.yaml.
 pub use crate::mainconf::acme::ACME_KEYS as ACME;
+/// Every key of main.yaml's `limits_store` block.
+pub use crate::mainconf::store::STORE_KEYS as LIMITS_STORE;
 
 /// Every key of an `authorization` block (global, per path, per provider service).
 pub use crate::upstreams::auth::AUTH_KEYS as AUTHORIZATION;

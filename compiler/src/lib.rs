@@ -28,12 +28,13 @@ pub use diag::{Diagnostic, Severity};
 pub use diff::diff_plans;
 pub use input::{Compiled, Context, Source};
 pub use mainconf::{
-    compile_main, diff_main, AccessLogMode, AcmeChallenge, AcmeConfig, Cidr, EscapedSlashes,
-    HcMethod, Located, LogLevel, MainChange, MainConfig, TlsGrade,
+    compile_main, diff_main, AccessLogFormat, AccessLogMode, AcmeChallenge, AcmeConfig, Cidr,
+    EscapedSlashes, HcMethod, LimitsStore, Located, LogLevel, MainChange, MainConfig, StoreOnError,
+    TlsGrade,
 };
 pub use plan::{
-    Auth, Backend, ConsulConfig, ConsulTls, Creds, Discovery, HeaderList, HostTable, JwtClaims,
-    KubernetesConfig, PathTable, Plan, Provider, Route, RouteIdx, Sticky,
-    DEFAULT_JWT_LEEWAY_SECONDS, MAX_JWT_LEEWAY_SECONDS,
+    Auth, Backend, ConsulConfig, ConsulTls, Creds, Discovery, ForwardAuth, HeaderList, HostTable,
+    JwtClaims, KubernetesConfig, PathTable, Plan, Provider, Route, RouteIdx, Sticky,
+    DEFAULT_FORWARD_AUTH_TIMEOUT_MS, DEFAULT_JWT_LEEWAY_SECONDS, MAX_JWT_LEEWAY_SECONDS,
 };
 pub use upstreams::{compile_upstreams, compile_upstreams_with};

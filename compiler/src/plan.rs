@@ -294,7 +294,36 @@ pub enum Auth {
         /// What the token's `iss`, `aud`, `exp` and `nbf` claims must satisfy.
         claims: JwtClaims,
     },
+    /// Ask an external auth service (`type: forward`).
+    Forward(Box<ForwardAuth>),
 }
+
+/// `type: forward`: every request is first sent (as a GET with `X-Forwarded-*` headers) to an
+/// auth service; a 2xx lets it through, anything else is the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForwardAuth {
+    /// `url` as written.
+    pub url: String,
+    /// The auth service's host (a name is resolved when the plan is loaded).
+    pub host: String,
+    /// Its port (80 when the URL names none).
+    pub port: u16,
+    /// The request target sent (path and query of `url`).
+    pub target: String,
+    /// Whole-exchange timeout in milliseconds (connect, request, answer).
+    pub timeout_ms: u64,
+    /// Client request headers copied to the auth request (lower-case names).
+    pub request_headers: Vec<String>,
+    /// Auth answer headers copied onto the upstream request on a 2xx (lower-case names).
+    pub response_headers: Vec<String>,
+    /// Keep the `X-Forwarded-*` headers a trusted proxy sent instead of writing our own.
+    pub trust_forward_header: bool,
+    /// Seconds a positive answer is reused for the same listed request headers (0: never).
+    pub cache_seconds: u32,
+}
+
+/// Default `timeout_ms` of forward authentication.
+pub const DEFAULT_FORWARD_AUTH_TIMEOUT_MS: u64 = 2000;
 
 /// Default clock skew tolerated on a JWT's `exp` and `nbf`, in seconds.
 pub const DEFAULT_JWT_LEEWAY_SECONDS: u32 = 30;
@@ -377,6 +406,7 @@ impl Auth {
             Auth::Basic { .. } => "basic",
             Auth::Apikey { .. } => "apikey",
             Auth::Jwt { .. } => "jwt",
+            Auth::Forward(_) => "forward",
         }
     }
 
@@ -402,6 +432,7 @@ impl Auth {
             Auth::Basic { creds } => Some(creds),
             Auth::Apikey { key } => Some(key),
             Auth::Jwt { secret, .. } => secret.as_ref(),
+            Auth::Forward(_) => None,
         }
     }
 
@@ -409,7 +440,7 @@ impl Auth {
     pub fn jwt_claims(&self) -> Option<&JwtClaims> {
         match self {
             Auth::Jwt { claims, .. } => Some(claims),
-            Auth::Basic { .. } | Auth::Apikey { .. } => None,
+            Auth::Basic { .. } | Auth::Apikey { .. } | Auth::Forward(_) => None,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod apikey;
 pub mod base64;
 pub mod basic;
+pub mod forward;
 pub mod jwt;
 mod resolve;
 
@@ -42,6 +43,8 @@ pub enum RouteAuth {
         /// The route's `issuer`, `audience` and `leeway_seconds` (boxed to keep the enum small).
         rules: Box<jwt::ClaimRules>,
     },
+    /// Ask an auth service (asynchronously, in the proxy; never through [`check`]).
+    Forward(std::sync::Arc<forward::ForwardAuthRuntime>),
 }
 
 impl std::fmt::Debug for RouteAuth {
@@ -57,6 +60,7 @@ impl RouteAuth {
             RouteAuth::Basic { .. } => "basic",
             RouteAuth::Apikey { .. } => "apikey",
             RouteAuth::Jwt { .. } => "jwt",
+            RouteAuth::Forward(_) => "forward",
         }
     }
 
@@ -68,6 +72,8 @@ impl RouteAuth {
             RouteAuth::Basic { .. } => "Basic realm=\"aralez\"",
             RouteAuth::Apikey { .. } => "ApiKey realm=\"aralez\"",
             RouteAuth::Jwt { .. } => "Bearer",
+            // never used: a forward denial carries the auth service's own headers
+            RouteAuth::Forward(_) => "",
         }
     }
 }
@@ -87,6 +93,9 @@ pub enum Rejection {
     /// the route requires that is missing, of the wrong JSON type or not the configured value
     /// ([`jwt::JwtError::WrongIssuer`], [`jwt::JwtError::WrongAudience`], ...).
     Jwt(jwt::JwtError),
+    /// A forward-auth route reached the synchronous check, which cannot ask the auth service:
+    /// refused (fail closed).
+    NeedsAuthService,
 }
 
 /// Checks one request head against a route's auth. `target` is the raw request target (path and
@@ -128,6 +137,7 @@ pub fn check(
                 .map(|_| ())
                 .map_err(Rejection::Jwt)
         }
+        RouteAuth::Forward(_) => Err(Rejection::NeedsAuthService),
     }
 }
 
@@ -211,6 +221,8 @@ pub fn strip_credentials(auth: &RouteAuth, forward: bool, req: &mut RequestHeade
                 }
             }
         }
+        // the client's headers go on as they are; the answer headers are set by the proxy
+        RouteAuth::Forward(_) => {}
     }
 }
 

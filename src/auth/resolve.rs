@@ -117,6 +117,16 @@ pub fn resolve(
                 message,
             });
         };
+        if let Auth::Forward(f) = auth {
+            match super::forward::ForwardAuthRuntime::new(f) {
+                Ok(r) => routes.push(Some(RouteAuth::Forward(Arc::new(r)))),
+                Err(message) => {
+                    fail(format!("route `{}`: {message}", route.id));
+                    routes.push(None);
+                }
+            }
+            continue;
+        }
         let secret: Option<Vec<u8>> = match auth.creds() {
             Some(Creds::Inline(s)) => Some(s.as_bytes().to_vec()),
             Some(Creds::File(written)) => {
@@ -174,6 +184,7 @@ pub fn resolve(
                 key,
                 rules: Box::new(claim_rules(claims)),
             }),
+            Auth::Forward(_) => None,
         };
         routes.push(resolved);
     }

@@ -230,7 +230,17 @@ fn referenced_files(main: &LoadedMain, name: &str) -> Vec<Diagnostic> {
             }
         }
     }
-    for (key, loc) in [("pid_file", &cfg.pid_file), ("error_log", &cfg.error_log)] {
+    for (key, loc) in [
+        ("pid_file", &cfg.pid_file),
+        ("error_log", &cfg.error_log),
+        ("access_log_file", &cfg.access_log_file),
+        (
+            "limits_store.password_file",
+            &cfg.limits_store
+                .as_ref()
+                .and_then(|s| s.password_file.clone()),
+        ),
+    ] {
         if let Some(loc) = loc {
             let path = main.resolve(&loc.value);
             let parent = path.parent().unwrap_or_else(|| Path::new("."));

@@ -98,6 +98,9 @@ graceful upgrade: hand the listening sockets to a new process started with \fB\-
 .TP
 \fBSIGINT\fR
 fast shutdown
+.TP
+\fBSIGUSR1\fR
+reopen \fBaccess_log_file\fR (log rotation)
 .SH FILES
 \fImain.yaml\fR (process settings; a change needs a restart or an upgrade) and \fIupstreams.yaml\fR with \fIconf.d/*.yaml\fR beside it (routing; reloaded on change).
 .SH "SEE ALSO"

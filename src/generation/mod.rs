@@ -408,6 +408,7 @@ impl GenerationStore {
             "unsaved_push": board.unsaved_push_at.map(|at| serde_json::json!({ "at": at })),
             "watch": self.metrics.watch_states(),
             "providers": self.metrics.provider_states(),
+            "limits_store": self.metrics.limits_store_state(),
         })
         .to_string()
     }

@@ -46,6 +46,9 @@ pub enum Decision {
     Unauthorized(Denied),
     /// 429 from this limit on this route.
     Limited(RouteIdx, LimitKind),
+    /// The route's forward authentication must ask its auth service (limits already passed);
+    /// then [`after_auth`] decides.
+    AskAuthService(RouteIdx),
 }
 
 /// An authentication refusal.
@@ -123,6 +126,9 @@ pub fn decide(
         }
     }
     // 5. auth
+    if let Some(crate::auth::RouteAuth::Forward(_)) = &runtime.auth {
+        return Decision::AskAuthService(idx);
+    }
     if let Some(auth) = &runtime.auth {
         let now = i64::try_from(crate::generation::unix_now()).unwrap_or(i64::MAX);
         if let Err(why) = crate::auth::check(auth, &req.headers, req.raw_path(), now) {
@@ -134,7 +140,13 @@ pub fn decide(
             });
         }
     }
-    if let Some(base) = &route.redirect_to {
+    after_auth(generation, req, idx)
+}
+
+/// What follows a passed authentication: `redirect_to`, else proxying.
+pub fn after_auth(generation: &Generation, req: &RequestHeader, idx: RouteIdx) -> Decision {
+    if let Some(base) = &generation.route(idx).policy.redirect_to {
+        let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let base = base.trim_end_matches('/');
         return Decision::Respond(301, Some(format!("{base}{target}")));
     }

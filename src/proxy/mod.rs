@@ -22,9 +22,11 @@ use crate::metrics::Metrics;
 use crate::tls::upstream::{Detector, Protocol};
 use aralez_compiler::Cidr;
 
+mod access;
 mod acme_challenge;
 mod decide;
 mod forward;
+mod forward_auth;
 mod observe;
 mod respond;
 mod retry;
@@ -81,6 +83,10 @@ pub struct Proxy {
     via_value: http::HeaderValue,
     /// ACME's HTTP-01 answers (with `acme:` configured).
     acme: Option<Arc<crate::acme::Challenges>>,
+    /// The access log writer thread (JSON lines, or text lines to `access_log_file`).
+    access_writer: Option<Arc<crate::access_log::AccessLogWriter>>,
+    /// Pooled connections to forward-auth services (made on first use).
+    auth_connector: std::sync::OnceLock<pingora::connectors::http::Connector>,
 }
 
 impl Proxy {
@@ -100,6 +106,8 @@ impl Proxy {
             detector: None,
             via_value,
             acme: None,
+            access_writer: None,
+            auth_connector: std::sync::OnceLock::new(),
         }
     }
 
@@ -113,6 +121,18 @@ impl Proxy {
     /// plain HTTP/1.1.
     pub fn with_detector(mut self, detector: Arc<Detector>) -> Self {
         self.detector = Some(detector);
+        self
+    }
+
+    /// Counts the limits fleet-wide through `shared` (`limits_store`).
+    pub fn with_limits_store(mut self, shared: Arc<crate::limits_store::SharedCounts>) -> Self {
+        self.limits = Limits::new().with_shared(shared);
+        self
+    }
+
+    /// Hands access lines to `writer` (off the request path) instead of the process logger.
+    pub fn with_access_writer(mut self, writer: Arc<crate::access_log::AccessLogWriter>) -> Self {
+        self.access_writer = Some(writer);
         self
     }
 }
@@ -134,6 +154,14 @@ pub struct RequestCtx {
     counted_in_flight: bool,
     /// HTTP/2 request body bytes seen (for `client_max_body_size`).
     body_bytes: u64,
+    /// `X-Request-Id` and `traceparent` of the request.
+    ids: Option<crate::trace::RequestIds>,
+    /// The route's auth scheme and its verdict (`ok`, `denied`), for the access log.
+    auth: Option<(&'static str, &'static str)>,
+    /// The limits' verdict (`pass`, `rate`, `x4xx`), once routed, for the access log.
+    limit: Option<&'static str>,
+    /// Headers a forward-auth service answered, for the upstream request.
+    forward_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 #[async_trait]
@@ -151,6 +179,10 @@ impl ProxyHttp for Proxy {
             limited: false,
             counted_in_flight: false,
             body_bytes: 0,
+            ids: None,
+            auth: None,
+            limit: None,
+            forward_headers: Vec::new(),
         }
     }
 
@@ -176,8 +208,33 @@ impl ProxyHttp for Proxy {
             is_tls(session),
             limits,
         );
+        let trusted = ctx.client.is_some_and(|c| c.trusted_peer);
+        let ids = crate::trace::RequestIds::of(&session.req_header().headers, trusted);
+        // on the client request: the upstream request is built from it, our own answers read it
+        session
+            .req_header_mut()
+            .insert_header(crate::trace::X_REQUEST_ID, ids.request_id.clone())?;
+        ctx.ids = Some(ids);
+        let decision = match decision {
+            Decision::AskAuthService(idx) => {
+                match self
+                    .ask_auth_service(session, ctx, &generation, idx)
+                    .await?
+                {
+                    Some(decision) => decision,
+                    None => return Ok(true),
+                }
+            }
+            decision => decision,
+        };
         match decision {
             Decision::Proxy(idx) => {
+                ctx.limit = Some("pass");
+                ctx.auth = generation
+                    .route(idx)
+                    .auth
+                    .as_ref()
+                    .map(|a| (a.scheme(), "ok"));
                 ctx.routed = Some(Routed { generation, idx });
                 // keep (up to pingora's limit) the body for a retry after a stale connection
                 session.as_mut().enable_retry_buffering();
@@ -202,6 +259,7 @@ impl ProxyHttp for Proxy {
                     .with_label_values(&[route.id.as_str(), denied.scheme])
                     .inc();
                 log::debug!("route {}: auth refused: {:?}", route.id, denied.why);
+                (ctx.limit, ctx.auth) = (Some("pass"), Some((denied.scheme, "denied")));
                 ctx.routed = Some(Routed {
                     generation,
                     idx: denied.route,
@@ -218,7 +276,13 @@ impl ProxyHttp for Proxy {
                     .inc();
                 ctx.routed = Some(Routed { generation, idx });
                 ctx.limited = true;
+                ctx.limit = Some(kind.as_str());
                 respond(session, 429, None).await?;
+                Ok(true)
+            }
+            Decision::AskAuthService(_) => {
+                // asked above; never twice
+                respond(session, 503, None).await?;
                 Ok(true)
             }
         }
@@ -388,6 +452,7 @@ impl ProxyHttp for Proxy {
             if let Some(auth) = &runtime.auth {
                 crate::auth::strip_credentials(auth, runtime.policy.forward_auth_header, req);
             }
+            forward_auth::set_answer_headers(runtime.auth.as_ref(), ctx, req)?;
         }
         let hop = forward::Hop {
             client: ctx.client.map(|c| c.peer),
@@ -397,6 +462,9 @@ impl ProxyHttp for Proxy {
             via_value: &self.via_value,
         };
         forward::edit_upstream_request(req, session.req_header(), &hop)?;
+        if let Some(ids) = &ctx.ids {
+            req.insert_header(crate::trace::TRACEPARENT, ids.traceparent.clone())?;
+        }
         if let Some(route) = route_of(ctx) {
             for (name, value) in &route.request_headers {
                 req.insert_header(name.clone(), value.clone())?;
@@ -415,6 +483,9 @@ impl ProxyHttp for Proxy {
             for (name, value) in &route.response_headers {
                 resp.append_header(name.clone(), value.clone())?;
             }
+        }
+        if let Some(ids) = &ctx.ids {
+            resp.insert_header(crate::trace::X_REQUEST_ID, ids.request_id.clone())?;
         }
         if let Some(cookie) = ctx.set_cookie.take() {
             // appended: the upstream's own cookies stay as they are
@@ -459,29 +530,7 @@ impl ProxyHttp for Proxy {
                 self.limits.count_4xx(route, client.real);
             }
         }
-        let log_it = match self.settings.access_log {
-            AccessLog::Off => false,
-            AccessLog::All => true,
-            AccessLog::Errors => status >= 400 || status == 0,
-        };
-        if !log_it {
-            return;
-        }
-        let req = session.req_header();
-        let route = route_of(ctx).map_or("-", |r| r.id.as_str());
-        log::info!(
-            target: "access",
-            "{} {} {} {} {} {}ms upstream={} route={}{}",
-            ctx.client.map_or_else(|| "-".to_string(), |c| c.peer.to_string()),
-            req.method,
-            request_host(req).unwrap_or("-"),
-            req.uri.path(),
-            status,
-            ctx.started.elapsed().as_millis(),
-            ctx.peer_id.as_deref().unwrap_or("-"),
-            route,
-            e.map(|e| format!(" error={:?}", e.etype())).unwrap_or_default(),
-        );
+        self.access_line(session, e, ctx, status);
     }
 }
 

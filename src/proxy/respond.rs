@@ -29,6 +29,10 @@ pub(super) async fn respond_with(
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    if let Some(id) = session.req_header().headers.get(crate::trace::X_REQUEST_ID) {
+        // set by `request_filter` before any answer of ours (see `crate::trace`)
+        resp.insert_header(crate::trace::X_REQUEST_ID, id.clone())?;
+    }
     for (name, value) in extra {
         resp.insert_header(name.clone(), *value)?;
     }

@@ -53,6 +53,11 @@ fn main_schema_names_exactly_the_compiler_keys() {
     let s = schema("main.schema.json");
     same_keys("main.yaml", &props(&s, ""), &set(keys::MAIN));
     same_keys("acme", &props(&s, "/properties/acme"), &set(keys::ACME));
+    same_keys(
+        "main.yaml limits_store",
+        &props(&s, "/properties/limits_store"),
+        &set(keys::LIMITS_STORE),
+    );
 }
 
 #[test]
@@ -142,6 +147,7 @@ fn compiler_default(key: &str, c: &MainConfig) -> Option<Value> {
         "upgrade_sock" => json!(c.upgrade_sock.value),
         "log_level" => json!(level),
         "access_log" => json!(access),
+        "access_log_format" => json!(c.access_log_format.as_str()),
         "upstream_keepalive_pool_size" => json!(c.upstream_keepalive_pool_size),
         "upstream_connect_timeout" => json!(c.upstream_connect_timeout),
         "upstream_read_timeout" => json!(c.upstream_read_timeout),
@@ -200,6 +206,7 @@ fn configuration_reference_names_every_key() {
     all.extend(keys::CONSUL_TLS);
     all.extend(keys::KUBERNETES);
     all.extend(keys::ACME);
+    all.extend(keys::LIMITS_STORE);
     // named in a code span (`key`, `key: value`) or as a key in a YAML example
     let missing: Vec<&str> = all
         .into_iter()

@@ -85,6 +85,27 @@ fn fields(c: &MainConfig) -> Vec<(&'static str, String)> {
         ("file_server_address", opt(&c.file_server_address)),
         ("access_log", c.access_log.as_str().to_string()),
         (
+            "access_log_format",
+            c.access_log_format.as_str().to_string(),
+        ),
+        ("access_log_file", loc(&c.access_log_file)),
+        (
+            "limits_store",
+            c.limits_store.as_ref().map_or_else(
+                || "-".to_string(),
+                |l| {
+                    format!(
+                        "{} timeout_ms={} on_error={} key_prefix={} password_file={}",
+                        l.url.value,
+                        l.timeout_ms,
+                        l.on_error.as_str(),
+                        l.key_prefix,
+                        loc(&l.password_file)
+                    )
+                },
+            ),
+        ),
+        (
             "trusted_proxies",
             c.trusted_proxies
                 .iter()

@@ -5,6 +5,7 @@ mod checks;
 mod cidr;
 mod diff;
 pub(crate) mod parse;
+pub(crate) mod store;
 
 use std::net::SocketAddr;
 
@@ -74,6 +75,59 @@ pub enum AccessLogMode {
     Errors,
 }
 
+/// `access_log_format`: how an access line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One human-readable line through the process logger (default).
+    Text,
+    /// One JSON object per line, written by the access log writer thread.
+    Json,
+}
+
+impl AccessLogFormat {
+    /// The word as written in main.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLogFormat::Text => "text",
+            AccessLogFormat::Json => "json",
+        }
+    }
+}
+
+/// `limits_store.on_error`: what the limits do while the store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOnError {
+    /// Each process enforces the limits alone (default).
+    Open,
+    /// Every request on a limited route gets 429.
+    Closed,
+}
+
+impl StoreOnError {
+    /// The word as written in main.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreOnError::Open => "open",
+            StoreOnError::Closed => "closed",
+        }
+    }
+}
+
+/// `limits_store`: the Redis that counts `rate_limit` and `x4xx_limit` fleet-wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsStore {
+    /// `redis://host[:port][/db]` or `rediss://...` (no password inside: see `password_file`).
+    pub url: Located<String>,
+    /// Bound on each synchronisation round trip, in milliseconds (default 50).
+    pub timeout_ms: u64,
+    /// Behaviour while the store is unreachable (default open).
+    pub on_error: StoreOnError,
+    /// Prefix of every key (default `aralez:`).
+    pub key_prefix: String,
+    /// File holding the Redis password (AUTH).
+    pub password_file: Option<Located<String>>,
+}
+
 /// The typed main.yaml, defaults applied. Paths are as written (the runtime resolves them
 /// relative to main.yaml's directory).
 #[derive(Clone, PartialEq, Eq)]
@@ -136,6 +190,13 @@ pub struct MainConfig {
     pub file_server_address: Option<SocketAddr>,
     /// Access log (default all).
     pub access_log: AccessLogMode,
+    /// Access line format (default text).
+    pub access_log_format: AccessLogFormat,
+    /// File the access lines are appended to (default: stderr; text lines without it go to
+    /// `error_log` as before).
+    pub access_log_file: Option<Located<String>>,
+    /// Shared limit counters on Redis (`None`: limits are local to the process).
+    pub limits_store: Option<LimitsStore>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
     /// Upstream connect timeout in seconds (default 5).

@@ -3,7 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{
-    AccessLogMode, Cidr, EscapedSlashes, HcMethod, Located, LogLevel, MainConfig, TlsGrade,
+    AccessLogFormat, AccessLogMode, Cidr, EscapedSlashes, HcMethod, Located, LogLevel, MainConfig,
+    TlsGrade,
 };
 use crate::codes;
 use crate::diag::{self, Diagnostic, Sink};
@@ -19,6 +20,8 @@ use crate::ypath;
 /// [`crate::keys::MAIN`] exposes this table to tools.
 pub const KEYS: &[&str] = &[
     "access_log",
+    "access_log_file",
+    "access_log_format",
     "acme",
     "admin_public_readonly",
     "client_body_buffer_size",
@@ -41,6 +44,7 @@ pub const KEYS: &[&str] = &[
     "hc_interval",
     "hc_method",
     "hc_rise",
+    "limits_store",
     "log_level",
     "master_key",
     "master_key_file",
@@ -124,6 +128,9 @@ fn default_config() -> MainConfig {
         file_server_folder: None,
         file_server_address: None,
         access_log: AccessLogMode::All,
+        access_log_format: AccessLogFormat::Text,
+        access_log_file: None,
+        limits_store: None,
         trusted_proxies: Vec::new(),
         upstream_connect_timeout: 5,
         upstream_read_timeout: 60,
@@ -304,6 +311,15 @@ fn walk_root(sink: &mut Sink<'_>, root: &Node, unsupported: &[&str]) -> Option<M
                 });
                 set(&mut c.access_log, a);
             }
+            "access_log_format" => {
+                let f = word(s, v, &path, &["text", "json"]).map(|w| match w {
+                    "json" => AccessLogFormat::Json,
+                    _ => AccessLogFormat::Text,
+                });
+                set(&mut c.access_log_format, f);
+            }
+            "access_log_file" => c.access_log_file = file(s, v, &path),
+            "limits_store" => c.limits_store = super::store::limits_store(s, v, &path),
             "trusted_proxies" => c.trusted_proxies = cidrs(s, v, &path),
             "upstream_connect_timeout" => set(
                 &mut c.upstream_connect_timeout,

@@ -1,6 +1,6 @@
 //! The `authorization` block (global, per path, per provider service): `type`, the secret
 //! (`creds`, its Aralez 0.92 spelling `data`, or `creds_file`) and, for `jwt`, the claim checks
-//! `issuer`, `audience` and `leeway_seconds`.
+//! `issuer`, `audience` and `leeway_seconds`; `forward` has its own keys (see `forward_auth`).
 
 use crate::codes;
 use crate::diag::Sink;
@@ -11,17 +11,23 @@ use crate::ypath;
 
 use super::policy::deprecated;
 
-const AUTH_TYPES: &[&str] = &["basic", "apikey", "jwt"];
+const AUTH_TYPES: &[&str] = &["basic", "apikey", "jwt", "forward"];
 
 /// Every key of an `authorization` block (for did-you-mean), without the Aralez 0.92 spelling
 /// `data` of `creds`; exposed to tools as [`crate::keys::AUTHORIZATION`].
 pub const AUTH_KEYS: &[&str] = &[
     "audience",
+    "cache_seconds",
     "creds",
     "creds_file",
     "issuer",
     "leeway_seconds",
+    "request_headers",
+    "response_headers",
+    "timeout_ms",
+    "trust_forward_header",
     "type",
+    "url",
 ];
 
 /// Keys that only mean something for `type: jwt`.
@@ -35,6 +41,8 @@ pub(crate) fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth>
     let mut file: Option<(&str, &Node)> = None;
     let mut creds_key: Option<&str> = None;
     let mut jwt_keys: Vec<&Entry<'_>> = Vec::new();
+    let mut forward_keys: Vec<&Entry<'_>> = Vec::new();
+    let mut creds_entry: Option<&Entry<'_>> = None;
     for e in &entries {
         let p = ypath::key(path, e.key);
         match e.key {
@@ -53,6 +61,7 @@ pub(crate) fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth>
                     continue;
                 }
                 creds_key = Some(e.key);
+                creds_entry = Some(e);
                 let value = walk::str_of(sink, e.value, &p).map(|s| (s, e.value));
                 if value.is_some_and(|(c, _)| c.is_empty()) {
                     let msg = if e.key == "creds_file" {
@@ -70,6 +79,7 @@ pub(crate) fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth>
                 }
             }
             k if JWT_ONLY.contains(&k) => jwt_keys.push(e),
+            k if super::forward_auth::FORWARD_ONLY.contains(&k) => forward_keys.push(e),
             _ => walk::unknown_key(sink, e, path, AUTH_KEYS),
         }
     }
@@ -79,7 +89,7 @@ pub(crate) fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth>
                 codes::MISSING_KEY,
                 pos(node),
                 path,
-                "`authorization` needs `type` (basic, apikey or jwt)",
+                "`authorization` needs `type` (basic, apikey, jwt or forward)",
             );
         }
         return None;
@@ -99,6 +109,27 @@ pub(crate) fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth>
         if !jwt_keys.is_empty() {
             return None;
         }
+    }
+    let misplaced: Vec<&Entry<'_>> = if kind == "forward" {
+        creds_entry.into_iter().collect()
+    } else if AUTH_TYPES.contains(&kind) {
+        forward_keys.clone()
+    } else {
+        Vec::new()
+    };
+    for e in &misplaced {
+        sink.report(
+            codes::FORWARD_AUTH_KEY,
+            pos(e.key_node),
+            &ypath::key(path, e.key),
+            format!("`{}` does not apply to `type: {kind}`; remove it", e.key),
+        );
+    }
+    if !misplaced.is_empty() {
+        return None;
+    }
+    if kind == "forward" {
+        return super::forward_auth::forward(sink, &forward_keys, node, path);
     }
     let type_path = ypath::key(path, "type");
     let missing = |sink: &mut Sink<'_>, what: &str| {
@@ -172,7 +203,7 @@ pub(crate) fn auth(sink: &mut Sink<'_>, node: &Node, path: &str) -> Option<Auth>
         other => {
             let hint = match crate::suggest::closest(other, AUTH_TYPES) {
                 Some(c) => format!("did you mean `{c}`?"),
-                None => "use basic, apikey or jwt".into(),
+                None => "use basic, apikey, jwt or forward".into(),
             };
             sink.report(
                 codes::UNKNOWN_AUTH,

@@ -2,6 +2,7 @@
 
 pub(crate) mod auth;
 mod build;
+mod forward_auth;
 pub(crate) mod policy;
 pub(crate) mod providers;
 mod schema;
