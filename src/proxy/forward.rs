@@ -44,21 +44,21 @@ pub(super) fn edit_upstream_request(
     if xff.is_empty() {
         req.remove_header(&X_FORWARDED_FOR);
     } else {
-        req.insert_header(X_FORWARDED_FOR, xff)?;
+        req.insert_header(X_FORWARDED_FOR_NAME, xff)?;
     }
     req.insert_header(
-        X_FORWARDED_PROTO,
+        X_FORWARDED_PROTO_NAME,
         http::HeaderValue::from_static(if hop.tls { "https" } else { "http" }),
     )?;
     // the client's Host value as is (a cheap shared copy), or the HTTP/2 :authority
     let host = client_req.headers.get(header::HOST).cloned();
     match host {
         Some(value) => {
-            req.insert_header(X_FORWARDED_HOST, value)?;
+            req.insert_header(X_FORWARDED_HOST_NAME, value)?;
         }
         None => {
             if let Some(authority) = client_req.uri.authority() {
-                req.insert_header(X_FORWARDED_HOST, authority.as_str())?;
+                req.insert_header(X_FORWARDED_HOST_NAME, authority.as_str())?;
             }
         }
     }
@@ -78,7 +78,15 @@ pub(super) fn edit_upstream_request(
     Ok(())
 }
 
-/// `X-Forwarded-For`, `-Proto` and `-Host`, as ready header names.
+/// `X-Forwarded-For` as a ready header name (lookups and removal).
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+// The names as `&'static str` for `insert_header`: pingora keeps the wire spelling of every
+// header next to the header itself, and from a static string that spelling is a shared static
+// `Bytes`, where from a non-standard `HeaderName` it is a fresh heap copy on every request.
+// Lower case, exactly as the `HeaderName`s above were written.
+/// `X-Forwarded-For`, as written on the upstream request.
+const X_FORWARDED_FOR_NAME: &str = "x-forwarded-for";
+/// `X-Forwarded-Proto`, as written on the upstream request.
+const X_FORWARDED_PROTO_NAME: &str = "x-forwarded-proto";
+/// `X-Forwarded-Host`, as written on the upstream request.
+const X_FORWARDED_HOST_NAME: &str = "x-forwarded-host";

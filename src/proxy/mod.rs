@@ -383,7 +383,7 @@ impl ProxyHttp for Proxy {
             via_value: &self.via_value,
         };
         forward::edit_upstream_request(req, session.req_header(), &hop)?;
-        if let Some(route) = route_of(ctx) {
+        if let Some(route) = ctx.routed.as_ref().map(Routed::route) {
             for (name, value) in &route.request_headers {
                 req.insert_header(name.clone(), value.clone())?;
             }
@@ -397,7 +397,7 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(route) = route_of(ctx) {
+        if let Some(route) = ctx.routed.as_ref().map(Routed::route) {
             for (name, value) in &route.response_headers {
                 resp.append_header(name.clone(), value.clone())?;
             }
