@@ -207,8 +207,10 @@ try:
         return total
 
     def ms(text):
-        m = re.match(r"([\d.]+)(us|ms|s)", text)
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        m = re.match(r"([\d.]+)(us|ms|s|m)", text)
+        if not m:
+            raise ValueError(f"unreadable latency {text!r}")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
 
     def round_of(who, row):
         tls_row = row.startswith("tls-")
@@ -219,6 +221,8 @@ try:
         out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNS}", f"-d{SECS}s",
                               "--latency", url], capture_output=True, text=True).stdout
         t1 = cpu_ns(pids[who])
+        if not re.search(r"(\d+) requests in", out) or not re.search(r"50%\s+\S+", out):
+            sys.exit(f"{who} {row}: wrk did not measure anything:\n{out}")
         reqs = int(re.search(r"(\d+) requests in", out).group(1))
         errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         return {
@@ -311,5 +315,8 @@ try:
                     "kib_or_rss", "to_nginx_or_growth_pct", "to_floor_or_rss_before"])
         w.writerows(csv_rows)
     print(f"\nCSV: {CSV_PATH}")
+    failed = [f"{r[0]} {r[1]}" for r in csv_rows if isinstance(r[10], int) and r[10] > 0]
+    if failed:
+        sys.exit(f"non-2xx answers in: {', '.join(failed)}")
 finally:
     cleanup()

@@ -12,7 +12,9 @@
 #   --quick: 2 s rounds, 1 round, 2,000 idle connections, RSS 10 s after close (~2 min; for CI).
 # Env: ARALEZ_BIN=path    measure that aralez binary instead of target/$PROFILE/aralez;
 #      ARALEZ_BASE=path   run that binary too, as "base", in the same rounds (before/after);
-#      PROFILE=release    which target/<profile> to build and use (`profiling` builds in minutes);
+#      PROFILE=release    which cargo profile to build and use (`profiling` builds in minutes;
+#                         `dev` is what CI runs once, to check that the script works: its
+#                         numbers mean nothing);
 #      CONNS=50           wrk connections; IDLE_COUNTS="2000 10000"; SETTLE=60 (seconds);
 #      ROWS="tiny 1k 100k tls-tiny tls-100k"; CSV=target/load.csv; NO_BUILD=1 skips cargo.
 set -euo pipefail
@@ -28,8 +30,9 @@ bash scripts/deps.sh wrk nginx-light openssl python3
 if [ "${NO_BUILD:-0}" != 1 ]; then
   cargo build --profile "$PROFILE" -q --bin aralez --example bare_pingora
 fi
-export BARE_BIN=${BARE_BIN:-$PWD/target/$PROFILE/examples/bare_pingora}
-export ARALEZ_BIN=${ARALEZ_BIN:-$PWD/target/$PROFILE/aralez}
+dir=$PROFILE; [ "$PROFILE" = dev ] && dir=debug
+export BARE_BIN=${BARE_BIN:-$PWD/target/$dir/examples/bare_pingora}
+export ARALEZ_BIN=${ARALEZ_BIN:-$PWD/target/$dir/aralez}
 export CSV=${CSV:-$PWD/target/load.csv}
 ulimit -n "$(ulimit -Hn)"
 exec python3 benches/load.py
