@@ -221,14 +221,14 @@ try:
         out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNS}", f"-d{SECS}s",
                               "--latency", url], capture_output=True, text=True).stdout
         t1 = cpu_ns(pids[who])
-        if not re.search(r"(\d+) requests in", out) or not re.search(r"50%\s+\S+", out):
+        if not re.search(r"(\d+) requests in", out) or not re.search(r"^\s+50%\s+\S+", out, re.M):
             sys.exit(f"{who} {row}: wrk did not measure anything:\n{out}")
         reqs = int(re.search(r"(\d+) requests in", out).group(1))
         errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         return {
             "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": ms(re.search(r"50%\s+(\S+)", out).group(1)),
-            "p99": ms(re.search(r"99%\s+(\S+)", out).group(1)),
+            "p50": ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+            "p99": ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
             "cpu": (t1 - t0) / 1000 / max(reqs, 1),
             "errors": int(errs.group(1)) if errs else 0,
         }

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # every system package of every step, up front: the static build runs in the background and two
 # apt-get runs at once would fight over dpkg's lock
 bash scripts/deps.sh cmake build-essential pkg-config curl openssl file libssl-dev \
-  rustc-web cargo-web rust-web-src buildah ca-certificates iproute2 util-linux procps
+  rustc-web cargo-web rust-web-src buildah ca-certificates iproute2 util-linux procps \
+  wrk nginx-light
 # clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py); zig for the
 # static build
 python3 -c "import grpc, websockets, h2" 2>/dev/null || pip install --quiet grpcio websockets h2
@@ -112,6 +113,9 @@ t2=$(date +%s)
 STATIC_BIN=$static_bin bash scripts/container-test.sh
 t3=$(date +%s)
 echo "static: e2e smoke $((t2 - t1))s, container $((t3 - t2))s"
+
+step "benches/load.sh --quick on the debug build (the script works; its numbers mean nothing)"
+PROFILE=dev CSV=target/load-smoke.csv bash benches/load.sh --quick 1 1
 
 step "openssl feature: the TLS and protocol end-to-end suites against it"
 if [ "$openssl" = yes ]; then

@@ -28,3 +28,4 @@ mod systemd;
 mod tls;
 mod traffic;
 mod upgrade;
+mod wire;
