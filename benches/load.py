@@ -35,6 +35,12 @@ BARE = ENV["BARE_BIN"]
 BASE = ENV.get("ARALEZ_BASE", "")
 CSV_PATH = ENV.get("CSV", "target/load.csv")
 ROWS = ENV.get("ROWS", "tiny 1k 100k tls-tiny tls-100k").split()
+# TRAFFIC=1: the traffic policy on for Aralez's route (a rate limit and a 4xx limit that never
+# trigger, so every request pays for the limiter) and health checks every second.
+TRAFFIC = ENV.get("TRAFFIC", "0") == "1"
+# HANDSHAKES=1: full TLS handshakes per second and proxy CPU per handshake (`openssl s_time
+# -new`, a new connection per handshake, no resumption), SECS per round.
+HANDSHAKES = ENV.get("HANDSHAKES", "1") == "1"
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -153,10 +159,11 @@ threads: 1
 log_level: error
 access_log: off
 max_connections: 0
-""")
+""" + ("hc_interval: 1\n" if TRAFFIC else ""))
+    limits = "rate_limit: 100000000\nx4xx_limit: 100000000\n" if TRAFFIC else ""
     open(os.path.join(work, f"{who}-upstreams.yaml"), "w").write(f"""
 provider: file
-DEFAULT:
+{limits}DEFAULT:
   paths:
     "/":
       client_headers: ["X-Proxy-From:Aralez"]
@@ -224,6 +231,8 @@ try:
         if not re.search(r"(\d+) requests in", out) or not re.search(r"^\s+50%\s+\S+", out, re.M):
             sys.exit(f"{who} {row}: wrk did not measure anything:\n{out}")
         reqs = int(re.search(r"(\d+) requests in", out).group(1))
+        if reqs == 0:
+            sys.exit(f"{who} {row}: no request answered:\n{out}")
         errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         return {
             "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -232,6 +241,13 @@ try:
             "cpu": (t1 - t0) / 1000 / max(reqs, 1),
             "errors": int(errs.group(1)) if errs else 0,
         }
+
+    # warm-up, not measured: upstream connections pooled, TLS session state, allocator caches
+    for who in WHO:
+        for url in (f"http://127.0.0.1:{ports[who][0]}/tiny",
+                    f"https://127.0.0.1:{ports[who][1]}/tiny"):
+            subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNS}", "-d1s", url],
+                           capture_output=True)
 
     csv_rows = []
     print(f"{'row':9} {'proxy':7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu us/req':>10}"
@@ -254,6 +270,30 @@ try:
                              f"{m['cpu']:.2f}", f"{to_nginx:.3f}", f"{to_floor:.3f}",
                              f"{m['rps'] / med['nginx']['rps']:.3f}",
                              f"{m['p99'] / med['nginx']['p99']:.3f}", errors, "", "", ""])
+        sys.stdout.flush()
+
+    if HANDSHAKES:
+        print(f"\n{'handshake':9} {'proxy':7} {'per s':>8} {'cpu us':>8} {'cpu/nginx':>9} {'cpu/floor':>9}")
+        hs = {who: [] for who in WHO}
+        for _ in range(ROUNDS):
+            for who in WHO:
+                t0 = cpu_ns(pids[who])
+                out = subprocess.run(["taskset", "-c", "1", "openssl", "s_time", "-connect",
+                                      f"127.0.0.1:{ports[who][1]}", "-new", "-time", str(SECS)],
+                                     capture_output=True, text=True).stdout
+                t1 = cpu_ns(pids[who])
+                m = re.search(r"(\d+) connections in ([\d.]+) real seconds", out)
+                n, real = (int(m.group(1)), float(m.group(2))) if m else (0, float(SECS))
+                hs[who].append((n / real, (t1 - t0) / 1000 / max(n, 1)))
+        med = {who: (statistics.median(r for r, _ in hs[who]),
+                     statistics.median(c for _, c in hs[who])) for who in WHO}
+        for who in WHO:
+            rate, cpu = med[who]
+            to_nginx, to_floor = cpu / max(med["nginx"][1], 0.01), cpu / max(med["bare"][1], 0.01)
+            print(f"{'full':9} {who:7} {rate:8.0f} {cpu:8.0f} {to_nginx:9.2f} {to_floor:9.2f}")
+            csv_rows.append(["tls-handshake", who, f"{rate:.0f}", "", "", f"{cpu:.1f}",
+                             f"{to_nginx:.3f}", f"{to_floor:.3f}",
+                             f"{rate / max(med['nginx'][0], 0.01):.3f}", "", 0, "", "", ""])
         sys.stdout.flush()
 
     def rss_kib(pid):

@@ -16,12 +16,15 @@
 #                         `dev` is what CI runs once, to check that the script works: its
 #                         numbers mean nothing);
 #      CONNS=50           wrk connections; IDLE_COUNTS="2000 10000"; SETTLE=60 (seconds);
-#      ROWS="tiny 1k 100k tls-tiny tls-100k"; CSV=target/load.csv; NO_BUILD=1 skips cargo.
+#      ROWS="tiny 1k 100k tls-tiny tls-100k"; CSV=target/load.csv; NO_BUILD=1 skips cargo;
+#      TRAFFIC=1 turns Aralez's traffic policy on (limits that never trigger, health checks
+#      every second); HANDSHAKES=0 skips the full TLS handshake rounds (openssl s_time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --quick ]; then
   shift
   export SECS=${1:-2} ROUNDS=${2:-1} IDLE_COUNTS=${IDLE_COUNTS:-2000} SETTLE=${SETTLE:-10}
+  export HANDSHAKES=${HANDSHAKES:-0}
 else
   export SECS=${1:-5} ROUNDS=${2:-3}
 fi
