@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # apt-get runs at once would fight over dpkg's lock
 bash scripts/deps.sh cmake build-essential pkg-config curl openssl file libssl-dev pebble \
   rustc-web cargo-web rust-web-src buildah ca-certificates iproute2 util-linux procps \
-  redis-server
+  redis-server wrk nginx-light
 # clients and servers of the TLS/protocol end-to-end tests (tests/helpers/*.py); zig for the
 # static build
 python3 -c "import grpc, websockets, h2" 2>/dev/null || pip install --quiet grpcio websockets h2
@@ -113,6 +113,9 @@ t2=$(date +%s)
 STATIC_BIN=$static_bin bash scripts/container-test.sh
 t3=$(date +%s)
 echo "static: e2e smoke $((t2 - t1))s, container $((t3 - t2))s"
+
+step "benches/load.sh --quick on the debug build (the script works; its numbers mean nothing)"
+PROFILE=dev CSV=target/load-smoke.csv bash benches/load.sh --quick 1 1
 
 step "openssl feature: the TLS and protocol end-to-end suites against it"
 if [ "$openssl" = yes ]; then

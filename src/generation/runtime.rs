@@ -6,6 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use aralez_compiler::{Backend, Plan, Route};
+use pingora::http::IntoCaseHeaderName;
 
 use crate::auth::RouteAuth;
 use crate::balance::{Registry, RouteState};
@@ -26,6 +27,30 @@ pub struct RouteRuntime {
     pub peers: RoutePeers,
     /// Its authentication with the secret loaded (`None`: open).
     pub auth: Option<RouteAuth>,
+    /// `policy.request_headers` with each name's wire spelling made once per generation.
+    pub request_headers: WireHeaders,
+    /// `policy.response_headers` with each name's wire spelling made once per generation.
+    pub response_headers: WireHeaders,
+}
+
+/// Headers to add, as pingora takes them: the name's wire spelling (as `Bytes`, which pingora
+/// takes as the spelling itself) and the value. Made from a `HeaderName`, pingora derives that
+/// spelling again (a heap copy for a non-standard name) on every request; cloned from here it is
+/// a reference count.
+pub type WireHeaders = Vec<(bytes::Bytes, http::HeaderValue)>;
+
+/// The wire spelling pingora itself gives `list`'s names (title case for standard ones, as
+/// written otherwise), made once.
+fn wire_headers(list: &aralez_compiler::HeaderList) -> WireHeaders {
+    list.iter()
+        .map(|(name, value)| {
+            let spelling = name.into_case_header_name();
+            (
+                bytes::Bytes::copy_from_slice(spelling.as_slice()),
+                value.clone(),
+            )
+        })
+        .collect()
 }
 
 /// The resolved backends of one route and its runtime state (see [`crate::balance`]).
@@ -137,6 +162,8 @@ pub(super) fn routes(
                     state: registry.route_state(&route.id),
                 },
                 auth: auth.next().flatten(),
+                request_headers: wire_headers(&route.request_headers),
+                response_headers: wire_headers(&route.response_headers),
             }
         })
         .collect();

@@ -479,7 +479,7 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(route) = route_of(ctx) {
+        if let Some(route) = ctx.routed.as_ref().map(Routed::route) {
             for (name, value) in &route.response_headers {
                 resp.append_header(name.clone(), value.clone())?;
             }

@@ -39,3 +39,4 @@ mod systemd;
 mod tls;
 mod traffic;
 mod upgrade;
+mod wire;
