@@ -451,7 +451,10 @@ fn jwt_issue_and_status_and_metrics() {
         )),
         "{m}"
     );
-    assert!(m.contains("aralez_config_last_reload_successful 1"));
+    // a whole line: the HELP text itself reads "aralez_config_last_reload_successful 1 when ..."
+    assert!(m
+        .lines()
+        .any(|l| l == "aralez_config_last_reload_successful 1"));
     // a pushed config is counted by trigger and result
     let r = push(&p, "", "provider: file\nbroken: [");
     assert_eq!(r.status, 400);
@@ -460,7 +463,9 @@ fn jwt_issue_and_status_and_metrics() {
         m.contains("aralez_config_reloads_total{result=\"rejected\",trigger=\"api\"} 1"),
         "{m}"
     );
-    assert!(m.contains("aralez_config_last_reload_successful 0"));
+    assert!(m
+        .lines()
+        .any(|l| l == "aralez_config_last_reload_successful 0"));
     // labels never carry the token or the raw path
     assert!(!m.contains(&token));
 }

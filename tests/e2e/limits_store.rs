@@ -72,9 +72,7 @@ fn proxy(backend: &Backend, redis_port: u16, rate: u32, on_error: &str) -> Proxy
             ..Default::default()
         },
     );
-    let up = p.wait_for(Duration::from_secs(10), || {
-        p.metrics().contains("aralez_limits_store_up 1")
-    });
+    let up = p.wait_for(Duration::from_secs(10), || store_up(&p.metrics(), 1));
     assert!(up.is_some(), "store never up:\n{}", p.log_text());
     p
 }
@@ -144,7 +142,7 @@ fn redis_down_applies_on_error_within_the_timeout_and_recovers() {
         t.elapsed()
     );
     let m = closed.metrics();
-    assert!(m.contains("aralez_limits_store_up 0"), "{m}");
+    assert!(store_up(&m, 0), "{m}");
     assert!(!m.contains("aralez_limits_store_errors_total 0"), "{m}");
     let status = closed.config_status();
     assert_eq!(status["limits_store"]["up"], false, "{status}");
@@ -157,7 +155,7 @@ fn redis_down_applies_on_error_within_the_timeout_and_recovers() {
     });
     assert!(back.is_some(), "no recovery:\n{}", closed.log_text());
     eprintln!("recovered {back:?} after redis restarted");
-    assert!(closed.metrics().contains("aralez_limits_store_up 1"));
+    assert!(store_up(&closed.metrics(), 1));
     assert_eq!(closed.config_status()["limits_store"]["up"], true);
 }
 
@@ -183,9 +181,7 @@ fn a_password_from_password_file_authenticates() {
             ..Default::default()
         },
     );
-    let up = p.wait_for(Duration::from_secs(10), || {
-        p.metrics().contains("aralez_limits_store_up 1")
-    });
+    let up = p.wait_for(Duration::from_secs(10), || store_up(&p.metrics(), 1));
     assert!(up.is_some(), "store never up:\n{}", p.log_text());
     let statuses: Vec<u16> = (0..3)
         .map(|_| get(p.http, HOST, "/", &[]).unwrap().status)
@@ -219,9 +215,7 @@ fn the_4xx_limit_is_shared_too() {
                 ..Default::default()
             },
         );
-        let up = p.wait_for(Duration::from_secs(10), || {
-            p.metrics().contains("aralez_limits_store_up 1")
-        });
+        let up = p.wait_for(Duration::from_secs(10), || store_up(&p.metrics(), 1));
         assert!(up.is_some(), "store never up:\n{}", p.log_text());
         p
     };
@@ -238,4 +232,12 @@ fn the_4xx_limit_is_shared_too() {
         std::thread::sleep(Duration::from_millis(30));
     }
     assert!((4..=6).contains(&not_found), "{not_found} answers of 404");
+}
+
+/// Whether the metrics text holds the sample `aralez_limits_store_up <value>` (a whole line: its
+/// HELP text starts with "1 while", so a substring match would always find "up 1").
+fn store_up(metrics: &str, value: u8) -> bool {
+    metrics
+        .lines()
+        .any(|l| l == format!("aralez_limits_store_up {value}"))
 }
