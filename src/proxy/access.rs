@@ -66,7 +66,8 @@ impl Proxy {
             status,
             bytes_in: session.body_bytes_read(),
             bytes_out: session.body_bytes_sent(),
-            duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+            // whole microseconds, so the JSON shows `2.284`, not `2.2836800000000004`
+            duration_ms: ctx.started.elapsed().as_micros() as f64 / 1000.0,
             upstream: ctx.peer_id.as_deref(),
             route,
             generation,
