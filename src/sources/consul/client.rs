@@ -219,16 +219,9 @@ impl Client {
         let Some(path) = &self.token_file else {
             return Ok(self.token.clone());
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ClientError::Token(format!("cannot read {}: {e}", path.display())))?;
-        let token = text.trim();
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ClientError::Token(format!(
-                "{} is empty or holds characters a header cannot carry",
-                path.display()
-            )));
-        }
-        Ok(Some(token.to_string()))
+        crate::sources::read_token_file(path)
+            .map(Some)
+            .map_err(ClientError::Token)
     }
 }
 

@@ -267,17 +267,7 @@ impl Client {
 
     /// The bearer token, read from its file now.
     fn token(&self) -> Result<String, ClientError> {
-        let path = &self.token_file;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ClientError::Token(format!("cannot read {}: {e}", path.display())))?;
-        let token = text.trim();
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ClientError::Token(format!(
-                "{} is empty or holds characters a header cannot carry",
-                path.display()
-            )));
-        }
-        Ok(token.to_string())
+        crate::sources::read_token_file(&self.token_file).map_err(ClientError::Token)
     }
 }
 
