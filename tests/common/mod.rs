@@ -380,23 +380,10 @@ fn serve_conn(s: TcpStream, c: &Conn) {
     let mut r = BufReader::new(s);
     let mut idle = Instant::now();
     loop {
-        if stop.load(Ordering::SeqCst) || idle.elapsed() > Duration::from_secs(30) {
+        let stopped = || stop.load(Ordering::SeqCst) || idle.elapsed() > Duration::from_secs(30);
+        let Some(line) = next_request_line(&mut r, stopped) else {
             return;
-        }
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return,
-        }
+        };
         let _ = r.get_ref().set_read_timeout(Some(Duration::from_secs(5)));
         let mut parts = line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
@@ -723,4 +710,25 @@ pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The next request line of a keep-alive connection whose reads time out (a read timeout only
+/// means "ask `stopped` again"): `None` once the peer closed it, on an error, or when `stopped`.
+pub fn next_request_line<R: BufRead>(r: &mut R, stopped: impl Fn() -> bool) -> Option<String> {
+    loop {
+        if stopped() {
+            return None;
+        }
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) => return None,
+            Ok(_) => return Some(line),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return None,
+        }
+    }
 }

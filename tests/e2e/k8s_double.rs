@@ -286,23 +286,11 @@ impl Drop for K8sDouble {
 fn serve<S: Read + Write>(s: S, raw: &TcpStream, inner: &Inner) {
     let mut r = BufReader::new(s);
     loop {
-        if inner.stop.load(Ordering::SeqCst) {
+        let Some(line) =
+            crate::common::next_request_line(&mut r, || inner.stop.load(Ordering::SeqCst))
+        else {
             return;
-        }
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return,
-        }
+        };
         let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
         let method = line.split_whitespace().next().unwrap_or("").to_string();
         let mut token = None;
