@@ -8,11 +8,12 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use super::answer::{self, closing_response, h2_goaway, H2_NO_ERROR, H2_PROTOCOL_ERROR};
 use super::chunked::Chunked;
 use super::conn_limit::ConnLimits;
+use super::deadline::{until, within};
 use super::head::{self, Framing, Head};
 use super::stream::{peer_ip, FrameWatch, GatedStream, Rest, H2_PREFACE};
 use super::{EdgeSettings, Refusal};
@@ -94,7 +95,7 @@ where
         if gate.alpn() == Some(ALPN::H2) {
             return self.serve_h2(gate, deadline, shutdown).await;
         }
-        match timeout_at(deadline, opening(&mut gate, self.settings.h2c)).await {
+        match until(deadline, opening(&mut gate, self.settings.h2c)).await {
             Ok(Opening::Http1) => self.serve_h1(gate, deadline, shutdown).await,
             Ok(Opening::H2) => self.serve_h2(gate, deadline, shutdown).await,
             Ok(Opening::BadPreface) => {
@@ -128,7 +129,7 @@ where
         deadline: Instant,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        match timeout_at(deadline, h2_preface(&mut gate)).await {
+        match until(deadline, h2_preface(&mut gate)).await {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => {
                 self.count(reason);
@@ -233,7 +234,7 @@ where
                     }
                 }
                 scanned = gate.buf.len();
-                match timeout_at(head_deadline, gate.fill()).await {
+                match until(head_deadline, gate.fill()).await {
                     Ok(Ok(n)) if n > 0 => continue,
                     Ok(_) => return Next::Gone,
                     Err(_) => {
@@ -243,7 +244,7 @@ where
                 }
             }
             let wait = deadline.unwrap_or_else(|| Instant::now() + self.settings.idle_timeout);
-            match timeout_at(wait, gate.fill()).await {
+            match until(wait, gate.fill()).await {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Next::Gone,
                 Err(_) => {
@@ -335,7 +336,7 @@ where
 
     /// One read of a request body within the body timeout.
     async fn fill_body(&self, gate: &mut GatedStream) -> Result<(), Refusal> {
-        match tokio::time::timeout(self.settings.body_timeout, gate.fill()).await {
+        match within(self.settings.body_timeout, gate.fill()).await {
             Ok(Ok(n)) if n > 0 => Ok(()),
             Ok(_) => Err(Refusal::new(400, "request body incomplete")),
             Err(_) => {

@@ -12,6 +12,7 @@ mod app;
 pub mod authority;
 pub mod chunked;
 mod conn_limit;
+mod deadline;
 pub mod h2_body;
 pub mod head;
 pub mod path;

@@ -20,6 +20,7 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::chunked::Chunked;
+use super::deadline::within;
 
 /// The HTTP/2 client connection preface (RFC 9113 section 3.4).
 pub(super) const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -179,7 +180,7 @@ impl GatedStream {
             self.inner.write_all(bytes).await?;
             self.inner.flush().await
         };
-        match tokio::time::timeout(OWN_WRITE_TIMEOUT, write).await {
+        match within(OWN_WRITE_TIMEOUT, write).await {
             Ok(done) => done,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -194,7 +195,8 @@ impl GatedStream {
     pub(super) async fn linger_close(mut self) {
         let linger = async {
             let _ = AsyncWriteExt::shutdown(&mut self.inner).await;
-            let mut sink = [0u8; 4096];
+            // on the heap: a buffer here would be part of every connection's future, idle or not
+            let mut sink = vec![0u8; 4096];
             let mut drained = 0usize;
             while drained < 256 * 1024 {
                 match self.inner.read(&mut sink).await {
@@ -203,7 +205,7 @@ impl GatedStream {
                 }
             }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), linger).await;
+        let _ = within(Duration::from_secs(2), linger).await;
     }
 
     /// Forgets bytes already handed over: frees the buffer when it is empty.

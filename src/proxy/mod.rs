@@ -217,10 +217,10 @@ impl ProxyHttp for Proxy {
         ctx.ids = Some(ids);
         let decision = match decision {
             Decision::AskAuthService(idx) => {
-                match self
-                    .ask_auth_service(session, ctx, &generation, idx)
-                    .await?
-                {
+                // boxed: the exchange's future is ~11 KB, and held inline it would make every
+                // request's `request_filter` future (boxed by pingora on each call) that large
+                let asking = Box::pin(self.ask_auth_service(session, ctx, &generation, idx));
+                match asking.await? {
                     Some(decision) => decision,
                     None => return Ok(true),
                 }
