@@ -220,8 +220,6 @@ where
         loop {
             skip_empty_lines(gate);
             if !gate.buf.is_empty() {
-                let head_deadline = *head_deadline
-                    .get_or_insert_with(|| Instant::now() + self.settings.header_timeout);
                 let end = head_end(&gate.buf, scanned);
                 if end.is_some() || gate.buf.len() > limits.max_head {
                     match head::parse(&gate.buf, limits) {
@@ -234,6 +232,10 @@ where
                     }
                 }
                 scanned = gate.buf.len();
+                // the head's clock starts with its first bytes; a head that came whole in one
+                // read (nearly all) never reads it
+                let head_deadline = *head_deadline
+                    .get_or_insert_with(|| Instant::now() + self.settings.header_timeout);
                 match until(head_deadline, gate.fill()).await {
                     Ok(Ok(n)) if n > 0 => continue,
                     Ok(_) => return Next::Gone,
@@ -243,8 +245,11 @@ where
                     }
                 }
             }
-            let wait = deadline.unwrap_or_else(|| Instant::now() + self.settings.idle_timeout);
-            match until(wait, gate.fill()).await {
+            let read = match deadline {
+                Some(deadline) => until(deadline, gate.fill()).await,
+                None => within(self.settings.idle_timeout, gate.fill()).await,
+            };
+            match read {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Next::Gone,
                 Err(_) => {

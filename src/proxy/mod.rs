@@ -24,6 +24,7 @@ use aralez_compiler::Cidr;
 
 mod access;
 mod acme_challenge;
+mod admit;
 mod decide;
 mod forward;
 mod forward_auth;
@@ -33,7 +34,7 @@ mod retry;
 
 use decide::wants_keepalive;
 pub use decide::{decide, request_host, Decision, Denied};
-use respond::{respond, respond_with};
+use respond::respond;
 use retry::{Next, RetryState};
 
 /// Process-wide settings of the proxy (from main.yaml; a change needs a restart).
@@ -227,65 +228,7 @@ impl ProxyHttp for Proxy {
             }
             decision => decision,
         };
-        match decision {
-            Decision::Proxy(idx) => {
-                ctx.limit = Some("pass");
-                ctx.auth = generation
-                    .route(idx)
-                    .auth
-                    .as_ref()
-                    .map(|a| (a.scheme(), "ok"));
-                ctx.routed = Some(Routed { generation, idx });
-                // keep (up to pingora's limit) the body for a retry after a stale connection
-                session.as_mut().enable_retry_buffering();
-                match crate::edge::h2_body::buffer_h2_body(session, &self.settings.body).await {
-                    Ok(read) => ctx.body_bytes = read,
-                    Err(refusal) => {
-                        log::debug!("request body refused: {}", refusal.reason);
-                        respond(session, refusal.status, None).await?;
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            }
-            Decision::Respond(status, location) => {
-                respond(session, status, location.as_deref()).await?;
-                Ok(true)
-            }
-            Decision::Unauthorized(denied) => {
-                let route = &generation.route(denied.route).policy;
-                self.metrics
-                    .auth_rejected
-                    .with_label_values(&[route.id.as_str(), denied.scheme])
-                    .inc();
-                log::debug!("route {}: auth refused: {:?}", route.id, denied.why);
-                (ctx.limit, ctx.auth) = (Some("pass"), Some((denied.scheme, "denied")));
-                ctx.routed = Some(Routed {
-                    generation,
-                    idx: denied.route,
-                });
-                let challenge = [(header::WWW_AUTHENTICATE, denied.challenge)];
-                respond_with(session, 401, &challenge).await?;
-                Ok(true)
-            }
-            Decision::Limited(idx, kind) => {
-                let route = &generation.route(idx).policy;
-                self.metrics
-                    .ratelimit_rejected
-                    .with_label_values(&[route.id.as_str(), kind.as_str()])
-                    .inc();
-                ctx.routed = Some(Routed { generation, idx });
-                ctx.limited = true;
-                ctx.limit = Some(kind.as_str());
-                respond(session, 429, None).await?;
-                Ok(true)
-            }
-            Decision::AskAuthService(_) => {
-                // asked above; never twice
-                respond(session, 503, None).await?;
-                Ok(true)
-            }
-        }
+        self.carry_out(session, ctx, generation, decision).await
     }
 
     async fn upstream_peer(
