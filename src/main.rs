@@ -8,6 +8,9 @@ use aralez::cli::{self, args::Args, args::Command};
 
 /// mimalloc instead of the libc allocator: measurably less CPU per proxied request (see
 /// `benches/load.sh`), and musl's allocator would be far slower still.
+/// The `system-allocator` feature keeps the libc allocator, for heap profilers (heaptrack and
+/// massif see only `malloc`).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
