@@ -36,6 +36,8 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+# the heap-profiling build (libc allocator, docs/performance.md) must keep compiling
+cargo clippy --bin aralez --features system-allocator -- -D warnings
 
 step "cargo test --no-run (the test binaries, while the static build runs)"
 cargo test --workspace --no-run
