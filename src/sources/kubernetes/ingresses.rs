@@ -185,12 +185,9 @@ impl Shared {
         let Some(i) = state.ingress.as_mut() else {
             return false;
         };
-        if i.watch.ok == Some(false) {
+        if i.watch.answered(server) {
             log::info!("kubernetes: ingresses: synced again from {server}");
         }
-        i.watch.ok = Some(true);
-        i.watch.server = Some(server.to_string());
-        i.watch.error = None;
         for (key, report) in &reports {
             if i.reports.get(key) != Some(report) {
                 match report {
@@ -207,11 +204,6 @@ impl Shared {
         i.generated = generated;
         i.referenced = referenced;
         self.record_sync(&mut state, changed);
-        if changed {
-            if let Some(n) = &state.notifier {
-                n.provider_changed(super::PROVIDER);
-            }
-        }
         true
     }
 
@@ -225,11 +217,9 @@ impl Shared {
             return false;
         };
         let message = e.to_string();
-        if i.watch.ok != Some(false) {
+        if i.watch.failed(&message) {
             log::warn!("kubernetes: ingresses: {message}; the last good Ingresses keep serving (server {server} failed, retrying)");
         }
-        i.watch.ok = Some(false);
-        i.watch.error = Some(message.clone());
         self.record_failure(&mut state, message);
         true
     }
@@ -267,12 +257,9 @@ impl Shared {
         let Some(i) = state.ingress.as_mut() else {
             return false;
         };
-        if i.secret_watch.ok == Some(false) {
+        if i.secret_watch.answered(server) {
             log::info!("kubernetes: TLS secrets: synced again from {server}");
         }
-        i.secret_watch.ok = Some(true);
-        i.secret_watch.server = Some(server.to_string());
-        i.secret_watch.error = None;
         // only the Secrets that served Ingresses name matter to the generation
         let changed = i
             .referenced
@@ -280,11 +267,6 @@ impl Shared {
             .any(|k| i.secrets.get(k) != secrets.get(k));
         i.secrets = secrets;
         self.record_sync(&mut state, changed);
-        if changed {
-            if let Some(n) = &state.notifier {
-                n.provider_changed(super::PROVIDER);
-            }
-        }
         true
     }
 
@@ -298,11 +280,9 @@ impl Shared {
             return false;
         };
         let message = e.to_string();
-        if i.secret_watch.ok != Some(false) {
+        if i.secret_watch.failed(&message) {
             log::warn!("kubernetes: TLS secrets: {message}; the last good certificates keep serving (server {server} failed, retrying)");
         }
-        i.secret_watch.ok = Some(false);
-        i.secret_watch.error = Some(message.clone());
         self.record_failure(&mut state, message);
         true
     }

@@ -154,6 +154,25 @@ pub(super) struct ServiceState {
     error: Option<String>,
 }
 
+impl ServiceState {
+    /// Records an answer from `server`; true when it ends a failure (for a recovery log line).
+    fn answered(&mut self, server: &str) -> bool {
+        let recovered = self.ok == Some(false);
+        self.ok = Some(true);
+        self.server = Some(server.to_string());
+        self.error = None;
+        recovered
+    }
+
+    /// Records a failed request; true when it starts a failure (for a warning logged once).
+    fn failed(&mut self, message: &str) -> bool {
+        let first = self.ok != Some(false);
+        self.ok = Some(false);
+        self.error = Some(message.to_string());
+        first
+    }
+}
+
 /// The Services of `plan` that Kubernetes discovers (`name` or `name:port`).
 fn services(plan: &Plan) -> Vec<String> {
     let mut names: Vec<String> = plan
@@ -288,7 +307,8 @@ impl Shared {
         self.publish(&mut state);
     }
 
-    /// Counts a successful answer (`changed` or not), and publishes.
+    /// Counts a successful answer (`changed` or not), publishes, and on a change tells the
+    /// reload thread.
     fn record_sync(&self, state: &mut State, changed: bool) {
         let now = unix_now();
         state.last_sync = Some(now);
@@ -301,6 +321,11 @@ impl Shared {
             .with_label_values(&[PROVIDER])
             .set(i64::try_from(now).unwrap_or(i64::MAX));
         self.publish(state);
+        if changed {
+            if let Some(n) = &state.notifier {
+                n.provider_changed(PROVIDER);
+            }
+        }
     }
 
     /// Counts a failed request, and publishes.

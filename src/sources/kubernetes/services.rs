@@ -10,7 +10,7 @@ use aralez_compiler::Backend;
 use super::client::{Client, ClientError};
 use super::slices::{endpoint_set, Slice};
 use super::watch::{Objects, Watcher};
-use super::{Shared, PROVIDER};
+use super::Shared;
 
 /// The watch of the EndpointSlices of one `upstream` (`[NAMESPACE/]SERVICE[:PORT]`).
 pub(super) struct SliceWatch {
@@ -82,13 +82,10 @@ impl Shared {
         let Some(s) = state.services.get_mut(service) else {
             return false;
         };
-        if s.ok != Some(true) && s.ok.is_some() {
+        if s.answered(server) {
             log::info!("kubernetes: service {service}: synced again from {server}");
         }
-        s.ok = Some(true);
         s.version = version.to_string();
-        s.server = Some(server.to_string());
-        s.error = None;
         let changed = state.endpoints.get(service) != Some(&endpoints);
         if changed {
             let ids: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
@@ -106,11 +103,6 @@ impl Shared {
             state.endpoints.insert(service.to_string(), endpoints);
         }
         self.record_sync(&mut state, changed);
-        if changed {
-            if let Some(n) = &state.notifier {
-                n.provider_changed(PROVIDER);
-            }
-        }
         true
     }
 
@@ -124,15 +116,13 @@ impl Shared {
             return false;
         };
         let message = e.to_string();
-        if s.ok != Some(false) {
+        if s.failed(&message) {
             log::warn!(
                 "kubernetes: service {service}: {message}; its last good endpoints keep serving (server {server} failed, retrying)"
             );
         } else {
             log::debug!("kubernetes: service {service}: {message}");
         }
-        s.ok = Some(false);
-        s.error = Some(message.clone());
         self.record_failure(&mut state, message);
         true
     }
